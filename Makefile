@@ -1,0 +1,42 @@
+# qubemail: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export NO_COLOR := 1
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+
+.PHONY: help setup demo demo-down test lint unit molecule bench clean
+
+help:
+	@echo "make demo       bring up a demo appliance on this machine (DEMO_ARGS='-e k=v' passes through)"
+	@echo "make demo-down  remove the demo appliance"
+	@echo "make test       every test: yamllint, ansible-lint, pytest units, molecule scenarios"
+	@echo "make bench      benchmarks against a converged appliance (see docs/PERFORMANCE.md)"
+
+setup:
+	@bash scripts/host-setup.sh
+
+demo: setup
+	@bash scripts/demo.sh up $(DEMO_ARGS)
+
+demo-down:
+	@bash scripts/demo.sh down
+
+test: setup lint unit molecule
+
+lint:
+	yamllint --strict .
+	ansible-lint --offline
+
+unit:
+	python -m pytest -q tests/unit
+
+molecule:
+	molecule test --no-command-borders -s default
+
+bench: setup
+	@bash bench/run.sh
+
+clean: demo-down
+	rm -rf .cache .pytest_cache

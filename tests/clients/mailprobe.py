@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""mailprobe - real SMTP, POP3 and IMAP sessions for qubemail's tests and benches.
+
+Runs inside the client container (standard library only) and prints one JSON
+object, so a test on the controller can assert on every server reply:
+
+  mailprobe smtp --server H --from A --to B [--to C ...] [--subject S] [--size N]
+  mailprobe pop3 --server H --user U --password P [--tls stls|ssl|none]
+  mailprobe imap --server H --user U --password P [--tls starttls|ssl|none] [--mailbox M]
+  mailprobe unlock --server H --user U --password P --to X [--count N]
+
+SMTP commands are sent verbatim (`MAIL FROM:<A>`, `RCPT TO:<B>`) so the
+open-relay battery can use forms that smtplib would rewrite.
+"""
+
+import argparse
+import email
+import email.policy
+import imaplib
+import json
+import poplib
+import smtplib
+import socket
+import ssl
+import statistics
+import sys
+import time
+
+
+def _bind_source(address):
+    """Make every client connection leave from `address` (the client
+    container has extra addresses to play a denied or never-authorised host)."""
+    create = socket.create_connection
+
+    def create_from(addr, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, **kw):
+        return create(addr, timeout, source_address or (address, 0), **kw)
+
+    socket.create_connection = create_from
+
+
+def _tls_context():
+    # The appliance's certificate is self-signed in tests: encrypt, don't verify.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _reply(code_msg):
+    code, msg = code_msg
+    return [code, msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)]
+
+
+def _message(args):
+    body = args.body
+    if args.size:
+        line = "x" * 76 + "\r\n"
+        body += "\r\n" + line * (args.size // len(line) + 1)
+    headers = [
+        f"From: <{args.mail_from}>",
+        f"To: <{args.to[0]}>",
+        f"Subject: {args.subject}",
+        f"Message-ID: <{time.time_ns()}@mailprobe.test>",
+    ]
+    return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode()
+
+
+def cmd_smtp(args):
+    out = {"rcpt": [], "data": None}
+    smtp = smtplib.SMTP(timeout=args.timeout)
+    try:
+        out["banner"] = _reply(smtp.connect(args.server, args.port))
+        out["ehlo"] = _reply(smtp.ehlo(args.helo))[0]
+        if args.starttls:
+            out["starttls"] = _reply(smtp.starttls(context=_tls_context()))[0]
+            smtp.ehlo(args.helo)
+        out["mail"] = _reply(smtp.docmd(f"MAIL FROM:<{args.mail_from}>"))
+        accepted = 0
+        for rcpt in args.to:
+            reply = _reply(smtp.docmd(f"RCPT TO:<{rcpt}>"))
+            out["rcpt"].append([rcpt] + reply)
+            accepted += reply[0] == 250
+        if accepted and not args.no_data:
+            code, msg = smtp.docmd("DATA")
+            if code == 354:
+                smtp.send(smtplib.quotedata(_message(args).decode()).encode() + b"\r\n.\r\n")
+                code, msg = smtp.getreply()
+            out["data"] = _reply((code, msg))
+        else:
+            smtp.docmd("RSET")
+        smtp.quit()
+    except (smtplib.SMTPException, OSError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _subjects(raw_messages):
+    parsed = [email.message_from_bytes(raw, policy=email.policy.default) for raw in raw_messages]
+    return [{"subject": str(m["Subject"] or ""), "from": str(m["From"] or ""),
+             "to": str(m["To"] or ""), "body": m.get_body(("plain",)).get_content() if m.get_body(("plain",)) else ""}
+            for m in parsed]
+
+
+def pop3_login(args):
+    if args.tls == "ssl":
+        pop = poplib.POP3_SSL(args.server, args.port or 995, timeout=args.timeout, context=_tls_context())
+    else:
+        pop = poplib.POP3(args.server, args.port or 110, timeout=args.timeout)
+        if args.tls == "stls":
+            pop.stls(context=_tls_context())
+    pop.user(args.user)
+    pop.pass_(args.password)
+    return pop
+
+
+def cmd_pop3(args):
+    out = {"login": False}
+    try:
+        pop = pop3_login(args)
+        out["login"] = True
+        count, _ = pop.stat()
+        raw = [b"\r\n".join(pop.retr(i + 1)[1]) for i in range(count)]
+        out["messages"] = _subjects(raw)
+        pop.quit()
+    except (poplib.error_proto, OSError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def cmd_imap(args):
+    out = {"login": False}
+    try:
+        if args.tls == "ssl":
+            imap = imaplib.IMAP4_SSL(args.server, args.port or 993, ssl_context=_tls_context(), timeout=args.timeout)
+        else:
+            imap = imaplib.IMAP4(args.server, args.port or 143, timeout=args.timeout)
+            if args.tls == "starttls":
+                imap.starttls(ssl_context=_tls_context())
+        imap.login(args.user, args.password)
+        out["login"] = True
+        status, _ = imap.select(f'"{args.mailbox}"', readonly=True)
+        out["select"] = status
+        raw = []
+        if status == "OK":
+            _, data = imap.search(None, "ALL")
+            for num in data[0].split():
+                _, parts = imap.fetch(num, "(BODY.PEEK[])")
+                raw.append(parts[0][1])
+        out["messages"] = _subjects(raw)
+        imap.logout()
+    except (imaplib.IMAP4.error, OSError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def cmd_unlock(args):
+    """Time from a POP3 login to the first accepted relay RCPT, repeatedly."""
+    latencies = []
+    for _ in range(args.count):
+        pop = pop3_login(args)
+        t0 = time.perf_counter()
+        pop.quit()
+        smtp = smtplib.SMTP(args.server, 25, timeout=args.timeout)
+        smtp.ehlo("client.test")
+        smtp.docmd(f"MAIL FROM:<{args.user}@{args.sender_domain}>")
+        while True:
+            code, _ = smtp.docmd(f"RCPT TO:<{args.to}>")
+            if code == 250:
+                latencies.append((time.perf_counter() - t0) * 1000)
+                break
+            if time.perf_counter() - t0 > 10:
+                latencies.append(float("inf"))
+                break
+        smtp.docmd("RSET")
+        smtp.quit()
+        if args.revoke_wait:
+            time.sleep(args.revoke_wait)
+    return {"count": len(latencies), "latencies_ms": latencies}
+
+
+def cmd_login_time(args):
+    """POP3 login (connect, STLS, USER/PASS, QUIT) durations in milliseconds."""
+    times = []
+    for _ in range(args.count):
+        t0 = time.perf_counter()
+        pop3_login(args).quit()
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"count": len(times), "p50_ms": statistics.median(times),
+            "p99_ms": sorted(times)[int(len(times) * 0.99) - 1], "times_ms": times}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--timeout", type=float, default=15)
+    parser.add_argument("--source", help="source IP address to connect from")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    smtp = sub.add_parser("smtp")
+    smtp.add_argument("--from", dest="mail_from", default="probe@client.test")
+    smtp.add_argument("--to", action="append", required=True)
+    smtp.add_argument("--helo", default="client.test")
+    smtp.add_argument("--subject", default="mailprobe")
+    smtp.add_argument("--body", default="Sent by mailprobe.")
+    smtp.add_argument("--size", type=int, default=0, help="pad the body to about N bytes")
+    smtp.add_argument("--starttls", action="store_true")
+    smtp.add_argument("--no-data", action="store_true")
+
+    for name, tls_choices, default in (("pop3", ["stls", "ssl", "none"], "stls"),
+                                       ("imap", ["starttls", "ssl", "none"], "starttls"),
+                                       ("unlock", ["stls", "ssl", "none"], "stls"),
+                                       ("login-time", ["stls", "ssl", "none"], "stls")):
+        p = sub.add_parser(name)
+        p.add_argument("--user", required=True)
+        p.add_argument("--password", required=True)
+        p.add_argument("--tls", choices=tls_choices, default=default)
+        if name == "imap":
+            p.add_argument("--mailbox", default="INBOX")
+        if name in ("unlock", "login-time"):
+            p.add_argument("--count", type=int, default=1)
+        if name == "unlock":
+            p.add_argument("--to", required=True)
+            p.add_argument("--sender-domain", default="client.test")
+            p.add_argument("--revoke-wait", type=float, default=0)
+
+    args = parser.parse_args(argv)
+    if args.source:
+        _bind_source(args.source)
+    if args.cmd == "smtp" and args.port is None:
+        args.port = 25
+    handler = {"smtp": cmd_smtp, "pop3": cmd_pop3, "imap": cmd_imap,
+               "unlock": cmd_unlock, "login-time": cmd_login_time}[args.cmd]
+    json.dump(handler(args), sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

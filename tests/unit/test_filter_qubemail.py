@@ -1,0 +1,732 @@
+"""Unit tests for filter_plugins/qubemail.py.
+
+The plugin is loaded from its path relative to this file, so the tests need
+no Ansible configuration.  Every error test checks that the reported line
+names the inventory field and shows the offending value.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+
+PLUGIN = Path(__file__).resolve().parents[2] / "filter_plugins" / "qubemail.py"
+_spec = importlib.util.spec_from_file_location("qubemail_filter", PLUGIN)
+qf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(qf)
+
+HEADER = "qubemail: invalid inventory:"
+
+# Real crypt(3) strings (password "secret"; the yescrypt one is a well-known sample).
+SHA512 = ("$6$zvO6jKfWs/Xgb2p7$mdIcX7wqn.zy4huTXS6OioHRVk7kwkrDbG1648MreY/"
+          "H9PWRG1rgb9YLzR4CVcbXGh382he9WPkH/RNBffizZ/")
+SHA256 = "$5$KJ4p2zypmk4L8kVO$Q//7WfvcFogYaduzY6gdiSp6otyvJNUMpuZUpjhndyB"
+YESCRYPT = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7"
+BCRYPT_2B = "$2b$12$xJNPVvjfc3NDNAaOwFLkFu6M2Jeu68JOJt5gJfUuAKYMRPzg83y5K"
+BCRYPT_2Y = "$2y$" + BCRYPT_2B[4:]
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+def error_lines(func, *args):
+    """Call *func*, expect the collected error, return its problem lines."""
+    with pytest.raises(AnsibleFilterError) as info:
+        func(*args)
+    message = info.value.message
+    lines = message.split("\n")
+    assert lines[0] == HEADER
+    return [line.strip() for line in lines[1:]]
+
+
+def assert_reported(lines, field, value, *fragments):
+    """Some line starts with *field* and contains *value* and every fragment."""
+    for line in lines:
+        if line.startswith(field) and value in line and all(f in line for f in fragments):
+            return line
+    pytest.fail("no error line for %s with %s %s in:\n%s" % (field, value, fragments, "\n".join(lines)))
+
+
+def users_ok():
+    return [
+        {"name": "bob", "password": "s3cret", "aliases": ["Sales", "info", "sales"]},
+        {"name": "alice", "full_name": "Alice Liddell", "password_hash": SHA512,
+         "aliases": ["Alice.L", "a+b"]},
+        {"name": "carol", "password_hash": YESCRYPT},
+    ]
+
+
+def base_ok():
+    return qf.qubemail_base("Mail.Example.COM", ["Example.COM", "example.org"], users_ok())
+
+
+def base_errors(hostname="mail.example.com", domains=("example.com",), users=None):
+    return error_lines(qf.qubemail_base, hostname, list(domains), users if users is not None else [])
+
+
+def user_errors(*users):
+    return base_errors(users=list(users))
+
+
+def mta_errors(**settings):
+    return error_lines(qf.qubemail_mta, settings, base_ok())
+
+
+def pop_errors(**settings):
+    return error_lines(qf.qubemail_pop_before_smtp, settings)
+
+
+def user(**fields):
+    entry = {"name": "dave", "password": "pw"}
+    entry.update(fields)
+    return entry
+
+
+# --------------------------------------------------------------------------
+# plugin wiring and documentation
+# --------------------------------------------------------------------------
+
+def test_filter_module_exposes_the_three_filters():
+    assert qf.FilterModule().filters() == {
+        "qubemail_base": qf.qubemail_base,
+        "qubemail_mta": qf.qubemail_mta,
+        "qubemail_pop_before_smtp": qf.qubemail_pop_before_smtp,
+    }
+
+
+def test_documentation_strings_are_valid_yaml_and_list_every_reserved_name():
+    doc = yaml.safe_load(qf.DOCUMENTATION)
+    assert doc["name"] == "qubemail"
+    yaml.safe_load(qf.EXAMPLES)
+    yaml.safe_load(qf.RETURN)
+    for name in qf.RESERVED_NAMES:
+        assert "V(%s)" % name in qf.DOCUMENTATION
+    assert "C(systemd-)" in qf.DOCUMENTATION
+
+
+def test_examples_show_real_messages():
+    lines = user_errors(user(aliases=["MAILER-DAEMON"]))
+    assert lines[0].replace("[0]", "[1]", 1) in qf.EXAMPLES
+    line = mta_errors(mta_relay_allowed_networks=["192.168.1.7/24"])[0]
+    assert line in qf.EXAMPLES
+
+
+# --------------------------------------------------------------------------
+# qubemail_base: happy path
+# --------------------------------------------------------------------------
+
+def test_base_normalises_exactly():
+    assert base_ok() == {
+        "hostname": "mail.example.com",
+        "domains": ["example.com", "example.org"],
+        "primary_domain": "example.com",
+        "users": [
+            {"name": "alice", "full_name": "Alice Liddell", "password_hash": SHA512,
+             "password": None, "aliases": ["a+b", "alice.l"]},
+            {"name": "bob", "full_name": "", "password_hash": None,
+             "password": "s3cret", "aliases": ["info", "sales"]},
+            {"name": "carol", "full_name": "", "password_hash": YESCRYPT,
+             "password": None, "aliases": []},
+        ],
+    }
+
+
+def test_base_is_stable_whatever_the_user_order():
+    users = users_ok()
+    reordered = [users[2], users[0], users[1]]
+    assert qf.qubemail_base("mail.example.com", ["example.com", "example.org"], reordered) == \
+        qf.qubemail_base("mail.example.com", ["example.com", "example.org"], users)
+
+
+def test_base_does_not_modify_its_input():
+    users = users_ok()
+    before = copy.deepcopy(users)
+    qf.qubemail_base("mail.example.com", ["example.com"], users)
+    assert users == before
+
+
+@pytest.mark.parametrize("users", [[], None])
+def test_base_accepts_no_users(users):
+    assert qf.qubemail_base("mail.example.com", ["example.com"], users)["users"] == []
+
+
+@pytest.mark.parametrize("password_hash", [SHA512, SHA256, YESCRYPT, BCRYPT_2B, BCRYPT_2Y,
+                                           "$6$rounds=5000$" + SHA512[3:]])
+def test_base_accepts_supported_hash_schemes(password_hash):
+    result = qf.qubemail_base("mail.example.com", ["example.com"],
+                              [{"name": "alice", "password_hash": password_hash}])
+    assert result["users"][0]["password_hash"] == password_hash
+
+
+def test_base_accepts_boundary_lengths():
+    name = "a" * 32
+    alias = "b" * 64
+    label = "c" * 63
+    hostname = ".".join([label] * 3 + ["d" * 61])  # 253 characters
+    assert len(hostname) == 253
+    result = qf.qubemail_base(hostname, [label + ".com"],
+                              [{"name": name, "password": "x", "aliases": [alias]}])
+    assert result["hostname"] == hostname
+    assert result["users"][0]["name"] == name
+    assert result["users"][0]["aliases"] == [alias]
+
+
+def test_base_accepts_names_with_inner_dots_dashes_and_digits():
+    result = qf.qubemail_base("mx-1.mail.example.com", ["sub-1.example.com"],
+                              [{"name": "j.doe-2_x", "password": "x", "aliases": ["0day", "info.de"]}])
+    assert result["users"][0]["name"] == "j.doe-2_x"
+
+
+# --------------------------------------------------------------------------
+# qubemail_base: hostname and domains
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hostname, fragment", [
+    ("mail", "single label"),
+    ("mail.example.com.", "trailing dot"),
+    ("-mail.example.com", "label '-mail' is invalid"),
+    ("mail-.example.com", "label 'mail-' is invalid"),
+    ("mail..example.com", "label '' is invalid"),
+    ("mail_1.example.com", "label 'mail_1' is invalid"),
+    ("x" * 64 + ".example.com", "is invalid"),
+    (".".join(["a" * 63] * 4), "at most 253"),
+    ("192.168.1.1", "not an IP address"),
+    ("", "is empty"),
+])
+def test_hostname_errors(hostname, fragment):
+    lines = base_errors(hostname=hostname)
+    assert_reported(lines, "qubemail_hostname", repr(hostname[:30]).rstrip("'"), fragment)
+
+
+@pytest.mark.parametrize("hostname", [None, 42, ["mail.example.com"]])
+def test_hostname_must_be_a_string(hostname):
+    lines = base_errors(hostname=hostname)
+    assert_reported(lines, "qubemail_hostname = ", str(hostname).split(",")[0].strip("[]'"), "(a string)")
+
+
+@pytest.mark.parametrize("domains", [[], None, "example.com"])
+def test_domains_must_be_a_non_empty_list(domains):
+    lines = error_lines(qf.qubemail_base, "mail.example.com", domains, [])
+    assert_reported(lines, "qubemail_domains = ", repr(domains), "non-empty list")
+
+
+def test_domain_item_errors():
+    lines = base_errors(domains=["example.com", "bad_domain.com", "localhost", 7])
+    assert_reported(lines, "qubemail_domains[1]", "'bad_domain.com'", "label 'bad_domain' is invalid")
+    assert_reported(lines, "qubemail_domains[2]", "'localhost'", "single label")
+    assert_reported(lines, "qubemail_domains[3]", "7", "(a string)")
+
+
+def test_duplicate_domains_name_both_indexes_case_insensitively():
+    lines = base_errors(domains=["example.com", "example.org", "EXAMPLE.com"])
+    assert_reported(lines, "qubemail_domains[2]", "'EXAMPLE.com'", "duplicate of qubemail_domains[0]")
+
+
+# --------------------------------------------------------------------------
+# qubemail_base: users
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("users", [{"name": "alice"}, "alice"])
+def test_users_must_be_a_list(users):
+    lines = base_errors(users=users)
+    assert_reported(lines, "qubemail_users = ", "alice" if isinstance(users, str) else "'name'",
+                    "expected a list")
+
+
+@pytest.mark.parametrize("item, shown", [("alice", "'alice'"), (["alice"], "['alice']"), (None, "None")])
+def test_user_item_must_be_a_dict(item, shown):
+    lines = user_errors(item)
+    assert_reported(lines, "qubemail_users[0] = ", shown, "expected a dict")
+
+
+def test_unknown_user_key_is_reported_with_a_suggestion():
+    lines = user_errors(user(), user(name="erin", alias=["x"], pasword="y"))
+    assert_reported(lines, "qubemail_users[1]", "'alias'", "unknown key", "did you mean 'aliases'?")
+    assert_reported(lines, "qubemail_users[1]", "'pasword'", "did you mean 'password'?")
+
+
+def test_missing_name():
+    lines = user_errors({"password": "x"})
+    assert_reported(lines, "qubemail_users[0].name", "missing")
+
+
+@pytest.mark.parametrize("name", ["Alice", "1alice", "alice.", "alice-", "a" * 33, "al ice",
+                                  "alice@example.com", "", "_alice"])
+def test_bad_user_names(name):
+    lines = user_errors(user(), user(name=name))
+    assert_reported(lines, "qubemail_users[1].name", repr(name), "expected a user name matching")
+
+
+def test_user_name_must_be_a_string():
+    lines = user_errors(user(name=1000))
+    assert_reported(lines, "qubemail_users[0].name", "1000", "(a string)")
+
+
+@pytest.mark.parametrize("name", ["root", "postmaster", "mailer-daemon", "abuse", "nobody", "www-data",
+                                  "postfix", "dovecot", "dovenull", "admin", "operator", "noc",
+                                  "security", "usenet", "uucp", "systemd-network", "systemd-timesync"])
+def test_reserved_user_names(name):
+    lines = user_errors(user(name=name))
+    assert_reported(lines, "qubemail_users[0].name", repr(name), "reserved")
+
+
+def test_duplicate_user_names_name_both_indexes():
+    lines = user_errors(user(name="alice"), user(name="bob"), user(name="alice"))
+    assert_reported(lines, "qubemail_users[2].name", "'alice'", "duplicate", "qubemail_users[0].name")
+
+
+def test_duplicate_user_name_detected_even_if_first_entry_has_other_errors():
+    lines = user_errors(user(name="alice", password=""), user(name="alice"))
+    assert_reported(lines, "qubemail_users[1].name", "'alice'", "qubemail_users[0].name")
+
+
+@pytest.mark.parametrize("full_name", ["Alice: admin", "Alice\nLiddell", "Alice\tL", "bell\x07"])
+def test_full_name_rejects_gecos_breakers(full_name):
+    lines = user_errors(user(full_name=full_name))
+    assert_reported(lines, "qubemail_users[0].full_name", repr(full_name), "GECOS")
+
+
+def test_full_name_must_be_a_string():
+    lines = user_errors(user(full_name=["Alice"]))
+    assert_reported(lines, "qubemail_users[0].full_name", "['Alice']", "expected a string")
+
+
+@pytest.mark.parametrize("password_hash, shown, fragment", [
+    ("{SHA512-CRYPT}" + SHA512, "'{SHA512-CRYPT}'", "without a {SCHEME} prefix"),
+    ("$1$abcdefgh$0123456789012345678901", "'$1$'", "expected a crypt(3) hash"),
+    ("$2a$12$" + BCRYPT_2B[7:], "'$2a$'", "expected a crypt(3) hash"),
+    (SHA512[:-1], "'$6$'", "not a well-formed $6$ hash"),
+    (SHA256 + "x", "'$5$'", "not a well-formed $5$ hash"),
+    ("$2b$03$" + BCRYPT_2B[7:], "'$2b$'", "not a well-formed $2b$ hash"),
+])
+def test_bad_password_hashes_show_only_the_scheme(password_hash, shown, fragment):
+    lines = user_errors(user(password=None, password_hash=password_hash))
+    line = assert_reported(lines, "qubemail_users[0].password_hash", shown, "(redacted)", fragment)
+    assert password_hash[6:] not in line
+
+
+def test_plain_text_in_password_hash_is_not_echoed():
+    lines = user_errors(user(password=None, password_hash="hunter2"))
+    line = assert_reported(lines, "qubemail_users[0].password_hash",
+                           "<redacted string of 7 characters>", "put plain text in 'password'")
+    assert "hunter2" not in "\n".join(lines)
+    assert line
+
+
+@pytest.mark.parametrize("password, shown", [("", "<redacted string of 0 characters>"),
+                                             (123456, "<redacted int>"),
+                                             (["x"], "<redacted list>")])
+def test_bad_passwords_are_redacted(password, shown):
+    lines = user_errors(user(password=password))
+    assert_reported(lines, "qubemail_users[0].password", shown, "non-empty string")
+    if password:
+        assert "123456" not in "\n".join(lines)
+
+
+def test_password_and_hash_are_mutually_exclusive():
+    lines = user_errors(user(password_hash=SHA512), user(name="erin", password=None))
+    assert_reported(lines, "qubemail_users[0]", "both 'password_hash' and 'password'")
+    assert_reported(lines, "qubemail_users[1]", "neither 'password_hash' nor 'password'")
+    assert "pw" not in "\n".join(lines).replace("password", "")
+
+
+def test_aliases_must_be_a_list():
+    lines = user_errors(user(aliases="info"))
+    assert_reported(lines, "qubemail_users[0].aliases", "'info'", "expected a list")
+
+
+@pytest.mark.parametrize("alias", ["Bad Alias!", "-info", ".info", "x" * 65, "in@fo", ""])
+def test_bad_alias_format(alias):
+    lines = user_errors(user(aliases=["ok", alias]))
+    assert_reported(lines, "qubemail_users[0].aliases[1]", repr(alias)[:20], "expected a local part")
+
+
+def test_alias_must_be_a_string():
+    lines = user_errors(user(aliases=[42]))
+    assert_reported(lines, "qubemail_users[0].aliases[0]", "42", "(a string)")
+
+
+@pytest.mark.parametrize("alias", ["MAILER-DAEMON", "Postmaster", "root", "abuse", "systemd-journal"])
+def test_reserved_aliases_are_compared_case_insensitively(alias):
+    lines = user_errors(user(aliases=[alias]))
+    assert_reported(lines, "qubemail_users[0].aliases[0]", repr(alias), "reserved", "mta_aliases")
+
+
+def test_alias_clashing_with_a_user_name():
+    lines = user_errors(user(name="alice", aliases=["Bob"]), user(name="bob"))
+    assert_reported(lines, "qubemail_users[0].aliases[0]", "'Bob'", "clashes with the user name 'bob'")
+
+
+def test_alias_clashing_with_own_user_name():
+    lines = user_errors(user(name="alice", aliases=["alice"]))
+    assert_reported(lines, "qubemail_users[0].aliases[0]", "'alice'", "clashes with the user name")
+
+
+def test_alias_shared_by_two_users_names_both():
+    lines = user_errors(user(name="alice", aliases=["sales"]), user(name="bob", aliases=["x", "SALES"]))
+    assert_reported(lines, "qubemail_users[1].aliases[1]", "'SALES'", "user 'bob'", "user 'alice'",
+                    "qubemail_users[0].aliases[0]")
+
+
+def test_all_errors_are_reported_at_once():
+    lines = error_lines(qf.qubemail_base, "mail", ["example.com", "example.com"], [
+        user(name="root", alias=["x"]),
+        user(name="bob", password=None, password_hash="{SHA512-CRYPT}x", aliases=["MAILER-DAEMON"]),
+    ])
+    assert len(lines) == 6
+    assert lines[0].startswith("qubemail_hostname")
+    assert lines[1].startswith("qubemail_domains[1]")
+
+
+# --------------------------------------------------------------------------
+# qubemail_mta: happy path
+# --------------------------------------------------------------------------
+
+MTA_SETTINGS = {
+    "mta_smtp_enabled": True,
+    "mta_relay_allowed_networks": ["192.168.1.0/24", "2001:DB8::/32", "10.0.0.5", "::1",
+                                   "192.168.1.0/24", "[2001:db8:1::]/48", "127.0.0.0/8"],
+    "mta_smart_relay_host": "Relay.ISP.example.net",
+    "mta_smart_relay_port": 587,
+    "mta_max_message_size_kb": 10240,
+    "mta_masquerade_domain": "Example.COM",
+    "mta_catch_all": "carol",
+    "mta_denied_hosts": ["203.0.113.0/24", "Spam.Example.NET", "2001:db8:dead::/48", "198.51.100.7",
+                         "203.0.113.0/24", "spam.example.net"],
+    "mta_aliases": {
+        "root": ["alice"],
+        "Team": ["alice", "Bob", "friend@Elsewhere.EXAMPLE", "bob"],
+        "all": ["team", "info"],
+        "abuse": ["alice"],
+    },
+    "some_other_role_variable": "ignored",
+}
+
+
+def test_mta_normalises_exactly():
+    assert qf.qubemail_mta(MTA_SETTINGS, base_ok()) == {
+        "smtp_enabled": True,
+        "mynetworks": ["127.0.0.0/8", "[::1]/128", "192.168.1.0/24", "[2001:db8::]/32",
+                       "10.0.0.5/32", "[2001:db8:1::]/48"],
+        "relayhost": "[relay.isp.example.net]:587",
+        "message_size_limit": 10485760,
+        "masquerade_domain": "example.com",
+        "catch_all": "carol",
+        "denied_networks": ["203.0.113.0/24", "2001:db8:dead::/48", "198.51.100.7/32"],
+        "denied_hostnames": ["spam.example.net"],
+        "aliases": [
+            {"name": "a+b", "targets": ["alice"]},
+            {"name": "abuse", "targets": ["alice"]},
+            {"name": "alice.l", "targets": ["alice"]},
+            {"name": "all", "targets": ["team", "info"]},
+            {"name": "hostmaster", "targets": ["postmaster"]},
+            {"name": "info", "targets": ["bob"]},
+            {"name": "mailer-daemon", "targets": ["postmaster"]},
+            {"name": "postmaster", "targets": ["root"]},
+            {"name": "root", "targets": ["alice"]},
+            {"name": "sales", "targets": ["bob"]},
+            {"name": "team", "targets": ["alice", "bob", "friend@elsewhere.example"]},
+            {"name": "webmaster", "targets": ["postmaster"]},
+        ],
+    }
+
+
+def test_mta_defaults_for_missing_keys():
+    base = qf.qubemail_base("mail.example.com", ["example.com"], [])
+    assert qf.qubemail_mta({}, base) == {
+        "smtp_enabled": True,
+        "mynetworks": ["127.0.0.0/8", "[::1]/128"],
+        "relayhost": "",
+        "message_size_limit": 0,
+        "masquerade_domain": "",
+        "catch_all": "",
+        "denied_networks": [],
+        "denied_hostnames": [],
+        "aliases": [
+            {"name": "abuse", "targets": ["postmaster"]},
+            {"name": "hostmaster", "targets": ["postmaster"]},
+            {"name": "mailer-daemon", "targets": ["postmaster"]},
+            {"name": "postmaster", "targets": ["root"]},
+            {"name": "webmaster", "targets": ["postmaster"]},
+        ],
+    }
+
+
+def test_mta_blank_values_mean_off_or_unlimited():
+    result = qf.qubemail_mta({
+        "mta_smtp_enabled": False, "mta_relay_allowed_networks": None, "mta_smart_relay_host": None,
+        "mta_max_message_size_kb": "", "mta_masquerade_domain": None, "mta_catch_all": None,
+        "mta_denied_hosts": None, "mta_aliases": None,
+    }, base_ok())
+    assert (result["smtp_enabled"], result["mynetworks"], result["relayhost"], result["message_size_limit"],
+            result["masquerade_domain"], result["catch_all"], result["denied_networks"]) == \
+        (False, ["127.0.0.0/8", "[::1]/128"], "", 0, "", "", [])
+
+
+@pytest.mark.parametrize("host, port, expected", [
+    ("192.0.2.25", 25, "[192.0.2.25]:25"),
+    ("2001:db8::1", 2525, "[ipv6:2001:db8::1]:2525"),
+    ("[2001:DB8::1]", 65535, "[ipv6:2001:db8::1]:65535"),
+    ("smtp.example.net", 1, "[smtp.example.net]:1"),
+])
+def test_mta_relayhost(host, port, expected):
+    settings = {"mta_smart_relay_host": host, "mta_smart_relay_port": port}
+    assert qf.qubemail_mta(settings, base_ok())["relayhost"] == expected
+
+
+@pytest.mark.parametrize("network, expected", [("10.0.0.0/8", "10.0.0.0/8"),
+                                               ("2001:db8::/32", "[2001:db8::]/32"),
+                                               ("2001:db8::5", "[2001:db8::5]/128")])
+def test_mta_widest_allowed_relay_networks(network, expected):
+    result = qf.qubemail_mta({"mta_relay_allowed_networks": [network]}, base_ok())
+    assert result["mynetworks"][2:] == [expected]
+
+
+def test_mta_catch_all_address_and_reserved_alias_keys():
+    result = qf.qubemail_mta({"mta_catch_all": "Catch.All@Example.ORG",
+                              "mta_aliases": {"postmaster": ["alice"], "security": ["postmaster"]}},
+                             base_ok())
+    assert result["catch_all"] == "Catch.All@example.org"
+    aliases = {a["name"]: a["targets"] for a in result["aliases"]}
+    assert aliases["postmaster"] == ["alice"]
+    assert aliases["security"] == ["postmaster"]
+    assert aliases["abuse"] == ["postmaster"]
+
+
+def test_mta_root_may_keep_a_copy_of_its_own_mail():
+    result = qf.qubemail_mta({"mta_aliases": {"root": ["root", "alice"]}}, base_ok())
+    assert {"name": "root", "targets": ["root", "alice"]} in result["aliases"]
+
+
+def test_mta_rejects_input_that_is_not_base_output():
+    with pytest.raises(AnsibleFilterError, match="output of qubemail_base"):
+        qf.qubemail_mta({}, {"users": [{"login": "x"}]})
+
+
+def test_mta_settings_must_be_a_dict():
+    lines = error_lines(qf.qubemail_mta, ["mta_smtp_enabled"], base_ok())
+    assert_reported(lines, "settings", "['mta_smtp_enabled']", "expected a dict")
+
+
+# --------------------------------------------------------------------------
+# qubemail_mta: errors
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, None])
+def test_smtp_enabled_must_be_a_real_bool(value):
+    lines = mta_errors(mta_smtp_enabled=value)
+    assert_reported(lines, "mta_smtp_enabled", repr(value), "expected a boolean")
+
+
+@pytest.mark.parametrize("network, fragment", [
+    ("192.168.1.7/24", "host bits are set; did you mean '192.168.1.0/24'?"),
+    ("2001:db8::1/32", "did you mean '2001:db8::/32'?"),
+    ("10.0.0.0/7", "wider than /8; allowing it to relay would make an open relay"),
+    ("0.0.0.0/0", "open relay"),
+    ("2001:db8::/31", "wider than /32"),
+    ("::/0", "open relay"),
+    ("192.168.1.300", "expected an IPv4/IPv6 address or CIDR network"),
+    ("my-lan", "expected an IPv4/IPv6 address"),
+    ("10.0.0.0/33", "expected an IPv4/IPv6 address"),
+    ("fe80::1%eth0", "zone"),
+])
+def test_relay_network_errors(network, fragment):
+    lines = mta_errors(mta_relay_allowed_networks=["10.1.0.0/16", network])
+    assert_reported(lines, "mta_relay_allowed_networks[1]", repr(network), fragment)
+
+
+def test_relay_networks_must_be_a_list_of_strings():
+    assert_reported(mta_errors(mta_relay_allowed_networks="10.0.0.0/8"),
+                    "mta_relay_allowed_networks = ", "'10.0.0.0/8'", "expected a list")
+    assert_reported(mta_errors(mta_relay_allowed_networks=[167772160]),
+                    "mta_relay_allowed_networks[0]", "167772160", "expected an IPv4/IPv6")
+
+
+@pytest.mark.parametrize("host, fragment", [
+    ("relay", "single label"),
+    ("relay.example.net:587", "without a port"),
+    ("999.1.1.1", "single IP address"),
+    (True, "a host name or an IP address"),
+])
+def test_smart_relay_host_errors(host, fragment):
+    lines = mta_errors(mta_smart_relay_host=host)
+    assert_reported(lines, "mta_smart_relay_host", repr(host), fragment)
+
+
+@pytest.mark.parametrize("port, fragment", [(0, "from 1 to 65535"), (65536, "from 1 to 65535"),
+                                            ("25", "not a string"), (True, "not a boolean"),
+                                            (None, "from 1 to 65535"), (25.0, "not a float")])
+def test_smart_relay_port_errors(port, fragment):
+    lines = mta_errors(mta_smart_relay_host="relay.example.net", mta_smart_relay_port=port)
+    assert_reported(lines, "mta_smart_relay_port", repr(port), fragment)
+
+
+@pytest.mark.parametrize("size, fragment", [(0, "positive integer"), (-1, "positive integer"),
+                                            ("10240", "not a string"), ("ten", "not a string"),
+                                            (True, "not a boolean"), (False, "not a boolean"),
+                                            (1.5, "not a float")])
+def test_max_message_size_errors(size, fragment):
+    lines = mta_errors(mta_max_message_size_kb=size)
+    assert_reported(lines, "mta_max_message_size_kb", repr(size), fragment, "kilobytes")
+
+
+@pytest.mark.parametrize("domain", ["example", "exa mple.com", "example.com.", 5])
+def test_masquerade_domain_errors(domain):
+    lines = mta_errors(mta_masquerade_domain=domain)
+    assert_reported(lines, "mta_masquerade_domain", repr(domain), "'' or a domain name")
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("zed", "a user defined in qubemail_users"),
+    ("info", "a user defined in qubemail_users"),
+    ("Carol", "a user defined in qubemail_users"),
+    ("a..b@example.com", "not a simple dot-atom"),
+    ("a@b@example.com", "local@domain"),
+    ("catch@localhost", "domain 'localhost'"),
+    (["carol"], "a user defined"),
+])
+def test_catch_all_errors(value, fragment):
+    lines = mta_errors(mta_catch_all=value)
+    assert_reported(lines, "mta_catch_all", repr(value), fragment)
+
+
+@pytest.mark.parametrize("host, fragment", [
+    ("203.0.113.9/24", "did you mean '203.0.113.0/24'?"),
+    ("2001:db8::1/48", "did you mean '2001:db8::/48'?"),
+    ("bad_host.example.com", "host/domain name"),
+    ("spammer", "single label"),
+    (None, "host/domain name"),
+])
+def test_denied_hosts_errors(host, fragment):
+    lines = mta_errors(mta_denied_hosts=["192.0.2.0/24", host])
+    assert_reported(lines, "mta_denied_hosts[1]", repr(host), fragment)
+
+
+def test_mta_aliases_must_be_a_dict():
+    lines = mta_errors(mta_aliases=["postmaster"])
+    assert_reported(lines, "mta_aliases = ", "['postmaster']", "expected a dict")
+
+
+@pytest.mark.parametrize("key", ["Bad Key", "-list", "x" * 65])
+def test_mta_alias_bad_local_part(key):
+    lines = mta_errors(mta_aliases={key: ["alice"]})
+    assert_reported(lines, "mta_aliases[%r]" % key, repr(key)[:30], "expected a local part")
+
+
+@pytest.mark.parametrize("targets, shown", [([], "[]"), ("alice", "'alice'"), (None, "None")])
+def test_mta_alias_needs_a_non_empty_target_list(targets, shown):
+    lines = mta_errors(mta_aliases={"team": targets})
+    assert_reported(lines, "mta_aliases['team']", shown, "non-empty list of targets")
+
+
+def test_mta_alias_unknown_local_target():
+    lines = mta_errors(mta_aliases={"team": ["alice", "nosuchuser", 7]})
+    assert_reported(lines, "mta_aliases['team'][1]", "'nosuchuser'", "unknown local target")
+    assert_reported(lines, "mta_aliases['team'][2]", "7", "unknown local target")
+
+
+def test_mta_alias_bad_external_address():
+    lines = mta_errors(mta_aliases={"team": ["friend@", "x@nodot"]})
+    assert_reported(lines, "mta_aliases['team'][0]", "'friend@'", "local@domain")
+    assert_reported(lines, "mta_aliases['team'][1]", "'x@nodot'", "domain 'nodot'")
+
+
+def test_mta_alias_key_clashes_with_user_name():
+    lines = mta_errors(mta_aliases={"Alice": ["bob"]})
+    assert_reported(lines, "mta_aliases['Alice']", "'Alice'", "clashes with the user name 'alice'")
+
+
+def test_mta_alias_key_clashes_with_user_alias():
+    lines = mta_errors(mta_aliases={"sales": ["alice"]})
+    assert_reported(lines, "mta_aliases['sales']", "'sales'", "alias of user 'bob'")
+
+
+def test_mta_alias_keys_are_unique_case_insensitively():
+    lines = mta_errors(mta_aliases={"Team": ["alice"], "team": ["bob"]})
+    assert_reported(lines, "mta_aliases['team']", "'team'", "duplicate of mta_aliases['Team']")
+
+
+@pytest.mark.parametrize("name, targets", [("team", ["team"]), ("postmaster", ["Postmaster"]),
+                                           ("root", ["root"])])
+def test_mta_alias_mapping_only_to_itself(name, targets):
+    lines = mta_errors(mta_aliases={name: targets})
+    assert_reported(lines, "mta_aliases[%r]" % name, repr(targets), "maps only to itself")
+
+
+def test_mta_alias_loops_are_reported():
+    lines = mta_errors(mta_aliases={"loop1": ["loop2"], "loop2": ["loop1"], "root": ["postmaster"]})
+    assert_reported(lines, "mta_aliases['loop1']", "['loop2']", "loop1 -> loop2 -> loop1")
+    assert_reported(lines, "mta_aliases['loop2']", "['loop1']", "loop2 -> loop1 -> loop2")
+    assert_reported(lines, "mta_aliases['root']", "['postmaster']", "root -> postmaster -> root")
+
+
+def test_mta_alias_loop_with_an_exit_is_fine():
+    result = qf.qubemail_mta({"mta_aliases": {"a": ["b"], "b": ["a", "alice"]}}, base_ok())
+    assert {"name": "a", "targets": ["b"]} in result["aliases"]
+
+
+def test_mta_reports_every_error_in_one_message():
+    lines = mta_errors(mta_smtp_enabled="yes", mta_relay_allowed_networks=["0.0.0.0/0"],
+                       mta_smart_relay_port="25", mta_max_message_size_kb=0, mta_catch_all="zed",
+                       mta_aliases={"bob": ["alice"], "x": []})
+    assert [line.split(" ")[0] for line in lines] == [
+        "mta_smtp_enabled", "mta_relay_allowed_networks[0]", "mta_smart_relay_port",
+        "mta_max_message_size_kb", "mta_catch_all", "mta_aliases['bob']", "mta_aliases['x']",
+    ]
+
+
+# --------------------------------------------------------------------------
+# qubemail_pop_before_smtp
+# --------------------------------------------------------------------------
+
+def test_pop_before_smtp_normalises_exactly():
+    assert qf.qubemail_pop_before_smtp({
+        "pop_before_smtp_enabled": True,
+        "pop_before_smtp_ttl": 600,
+        "pop_before_smtp_never_authorize": ["0.0.0.0/0", "[2001:db8::]/32", "2001:DB8::/32",
+                                            "192.0.2.1", "::/0"],
+        "unrelated": 1,
+    }) == {"enabled": True, "ttl": 600,
+           "never_authorize": ["0.0.0.0/0", "2001:db8::/32", "192.0.2.1/32", "::/0"]}
+
+
+def test_pop_before_smtp_defaults():
+    assert qf.qubemail_pop_before_smtp({}) == {"enabled": False, "ttl": 900, "never_authorize": []}
+
+
+@pytest.mark.parametrize("value", ["yes", 0, None])
+def test_pop_before_smtp_enabled_must_be_a_real_bool(value):
+    lines = pop_errors(pop_before_smtp_enabled=value)
+    assert_reported(lines, "pop_before_smtp_enabled", repr(value), "expected a boolean")
+
+
+@pytest.mark.parametrize("ttl, fragment", [(0, "positive integer"), (-900, "positive integer"),
+                                           ("900", "not a string"), (True, "not a boolean"),
+                                           (None, "positive integer")])
+def test_pop_before_smtp_ttl_errors(ttl, fragment):
+    lines = pop_errors(pop_before_smtp_ttl=ttl)
+    assert_reported(lines, "pop_before_smtp_ttl", repr(ttl), fragment, "seconds")
+
+
+@pytest.mark.parametrize("network, fragment", [("10.1.2.3/8", "did you mean '10.0.0.0/8'?"),
+                                               ("not-a-net", "expected an IPv4/IPv6"),
+                                               (8, "expected an IPv4/IPv6")])
+def test_pop_before_smtp_never_authorize_errors(network, fragment):
+    lines = pop_errors(pop_before_smtp_never_authorize=["10.0.0.0/8", network])
+    assert_reported(lines, "pop_before_smtp_never_authorize[1]", repr(network), fragment)
+
+
+def test_pop_before_smtp_never_authorize_must_be_a_list():
+    lines = pop_errors(pop_before_smtp_never_authorize="10.0.0.0/8")
+    assert_reported(lines, "pop_before_smtp_never_authorize = ", "'10.0.0.0/8'", "expected a list")
+
+
+def test_pop_before_smtp_settings_must_be_a_dict():
+    lines = error_lines(qf.qubemail_pop_before_smtp, None)
+    assert_reported(lines, "settings", "None", "expected a dict")
