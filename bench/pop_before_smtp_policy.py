@@ -274,9 +274,9 @@ def spawn(args: argparse.Namespace, tmp: Path) -> subprocess.Popen:
         f"[pop-before-smtp]\npolicy_listen = {args.policy}\nreport_listen = {args.report}\n"
         f"admin_socket = {args.admin_socket}\nstate_file = {tmp}/state/grants.journal\n"
         f"token_file = {tmp}/token\n")
-    log = open(tmp / "daemon.log", "wb")
-    proc = subprocess.Popen([sys.executable, str(args.daemon), "serve", "--config", str(tmp / "pbs.conf")],
-                            stdout=log, stderr=log)
+    with open(tmp / "daemon.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, str(args.daemon), "serve", "--config", str(tmp / "pbs.conf")],
+                                stdout=log, stderr=log)
     deadline = time.time() + 15
     while time.time() < deadline:
         if proc.poll() is not None:

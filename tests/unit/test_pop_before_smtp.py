@@ -46,7 +46,7 @@ def logbuf():
     pbs.setup_logging(io.StringIO())
 
 
-def make_config(tmp_path: Path, **overrides) -> "pbs.Config":
+def make_config(tmp_path: Path, **overrides) -> pbs.Config:
     values = {"policy_listen": "127.0.0.1:0", "report_listen": "127.0.0.1:0",
               "admin_socket": str(tmp_path / "run" / "admin.sock"),
               "state_file": str(tmp_path / "state" / "grants.journal"),
@@ -55,7 +55,7 @@ def make_config(tmp_path: Path, **overrides) -> "pbs.Config":
     return pbs.load_config(None, values, default_path=str(tmp_path / "absent.conf"))
 
 
-def store(tmp_path: Path, clock: Clock, ttl: int = 900, never: str = "") -> "pbs.GrantStore":
+def store(tmp_path: Path, clock: Clock, ttl: int = 900, never: str = "") -> pbs.GrantStore:
     s = pbs.GrantStore(ttl, pbs.parse_networks(never), pbs.Journal(str(tmp_path / "grants.journal")), clock)
     s.restore()
     return s
@@ -356,7 +356,7 @@ def test_sweeper_task_expires_grants_and_compacts(tmp_path, logbuf):
     async def scenario():
         async with running(tmp_path, clock, sweep_interval="0.02") as d:
             d.store.grant("192.0.2.1", "alice", "dovecot")
-            for i in range(pbs.COMPACT_MIN_LINES + 10):
+            for _ in range(pbs.COMPACT_MIN_LINES + 10):
                 d.store.grant("192.0.2.2", "bob", "dovecot")
             clock.t = T0 + 900.5
             d.store.grant("192.0.2.3", "carol", "dovecot")
