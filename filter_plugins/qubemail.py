@@ -522,26 +522,35 @@ def _check_networks(errors, field, value, max_prefix=None):
     return networks
 
 
+# Extra vars given as ``-e name=value`` arrive as strings: accept the words
+# YAML and Ansible's ``bool`` filter accept, nothing looser.
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
 def _check_bool(errors, field, value):
     if isinstance(value, bool):
         return value
-    errors.add(field, value, "expected a boolean (true or false, unquoted)")
+    if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
+        return BOOL_WORDS[value.strip().lower()]
+    errors.add(field, value, "expected a boolean (true or false)")
     return None
 
 
 def _check_int(errors, field, value, low, high=None, unit=""):
-    """Validate an int in [low, high]; bools and numeric strings are rejected.
+    """Validate an int in [low, high]; bools are rejected, a string of ASCII
+    digits (``-e name=120``) is taken as the number it spells.
 
     *unit* is appended to the expectation, e.g. " (seconds)".
     """
-    if _is_int(value) and value >= low and (high is None or value <= high):
-        return int(value)
+    number = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+    if _is_int(number) and number >= low and (high is None or number <= high):
+        return int(number)
     if high is not None:
         wanted = "an integer from %d to %d" % (low, high)
     else:
         wanted = "a positive integer" if low == 1 else "an integer of at least %d" % low
-    not_a = ("boolean" if isinstance(value, bool) else "string; write it unquoted" if isinstance(value, str)
-             else None if _is_int(value) else type(value).__name__)
+    not_a = ("boolean" if isinstance(value, bool) else None if _is_int(number)
+             else "string" if isinstance(value, str) else type(value).__name__)
     errors.add(field, value, "expected %s%s%s" % (wanted, unit, ", not a " + not_a if not_a else ""))
     return None
 

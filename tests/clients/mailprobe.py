@@ -8,6 +8,8 @@ object, so a test on the controller can assert on every server reply:
   mailprobe pop3 --server H --user U --password P [--tls stls|ssl|none]
   mailprobe imap --server H --user U --password P [--tls starttls|ssl|none] [--mailbox M]
   mailprobe unlock --server H --user U --password P --to X [--count N]
+  mailprobe expiry --server H --user U --password P --to X
+  mailprobe login-time --server H --user U --password P [--count N]
 
 SMTP commands are sent verbatim (`MAIL FROM:<A>`, `RCPT TO:<B>`) so the
 open-relay battery can use forms that smtplib would rewrite.
@@ -153,29 +155,57 @@ def cmd_imap(args):
     return out
 
 
+def _relay_session(args):
+    smtp = smtplib.SMTP(args.server, 25, timeout=args.timeout)
+    smtp.ehlo("client.test")
+    smtp.docmd(f"MAIL FROM:<{args.user}@{args.sender_domain}>")
+    return smtp
+
+
 def cmd_unlock(args):
-    """Time from a POP3 login to the first accepted relay RCPT, repeatedly."""
+    """Time from a successful POP3 login to the first accepted relay RCPT.
+
+    The SMTP session is open before the login, so only the unlock is timed;
+    RCPT is retried until it is accepted (10 s at most)."""
     latencies = []
     for _ in range(args.count):
+        smtp = _relay_session(args)
         pop = pop3_login(args)
         t0 = time.perf_counter()
-        pop.quit()
-        smtp = smtplib.SMTP(args.server, 25, timeout=args.timeout)
-        smtp.ehlo("client.test")
-        smtp.docmd(f"MAIL FROM:<{args.user}@{args.sender_domain}>")
         while True:
             code, _ = smtp.docmd(f"RCPT TO:<{args.to}>")
-            if code == 250:
-                latencies.append((time.perf_counter() - t0) * 1000)
+            elapsed = time.perf_counter() - t0
+            if code == 250 or elapsed > 10:
+                latencies.append(elapsed * 1000 if code == 250 else None)
                 break
-            if time.perf_counter() - t0 > 10:
-                latencies.append(float("inf"))
-                break
+        pop.quit()
         smtp.docmd("RSET")
         smtp.quit()
-        if args.revoke_wait:
-            time.sleep(args.revoke_wait)
     return {"count": len(latencies), "latencies_ms": latencies}
+
+
+def cmd_expiry(args):
+    """After a POP3 login, poll relay every --interval seconds until it is
+    refused; print the wall-clock time of the last accept and first refusal."""
+    pop = pop3_login(args)
+    pop.quit()
+    smtp = smtplib.SMTP(args.server, 25, timeout=args.timeout)
+    smtp.ehlo("client.test")
+    start = time.time()
+    last_ok = None
+    while True:
+        # One transaction per poll: Postfix limits recipients per message.
+        smtp.docmd(f"MAIL FROM:<{args.user}@{args.sender_domain}>")
+        code, _ = smtp.docmd(f"RCPT TO:<{args.to}>")
+        smtp.docmd("RSET")
+        now = time.time()
+        if code == 250:
+            last_ok = now
+        elif last_ok is not None or now - start > 10:
+            break
+        time.sleep(args.interval)
+    smtp.quit()
+    return {"last_accepted": last_ok, "first_refused": now}
 
 
 def cmd_login_time(args):
@@ -210,6 +240,7 @@ def main(argv=None):
     for name, tls_choices, default in (("pop3", ["stls", "ssl", "none"], "stls"),
                                        ("imap", ["starttls", "ssl", "none"], "starttls"),
                                        ("unlock", ["stls", "ssl", "none"], "stls"),
+                                       ("expiry", ["stls", "ssl", "none"], "stls"),
                                        ("login-time", ["stls", "ssl", "none"], "stls")):
         p = sub.add_parser(name)
         p.add_argument("--user", required=True)
@@ -219,10 +250,11 @@ def main(argv=None):
             p.add_argument("--mailbox", default="INBOX")
         if name in ("unlock", "login-time"):
             p.add_argument("--count", type=int, default=1)
-        if name == "unlock":
+        if name in ("unlock", "expiry"):
             p.add_argument("--to", required=True)
             p.add_argument("--sender-domain", default="client.test")
-            p.add_argument("--revoke-wait", type=float, default=0)
+        if name == "expiry":
+            p.add_argument("--interval", type=float, default=0.02)
 
     args = parser.parse_args(argv)
     if args.source:
@@ -230,7 +262,7 @@ def main(argv=None):
     if args.cmd == "smtp" and args.port is None:
         args.port = 25
     handler = {"smtp": cmd_smtp, "pop3": cmd_pop3, "imap": cmd_imap,
-               "unlock": cmd_unlock, "login-time": cmd_login_time}[args.cmd]
+               "unlock": cmd_unlock, "expiry": cmd_expiry, "login-time": cmd_login_time}[args.cmd]
     json.dump(handler(args), sys.stdout)
     sys.stdout.write("\n")
     return 0

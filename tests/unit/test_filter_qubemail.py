@@ -518,8 +518,8 @@ def test_mta_settings_must_be_a_dict():
 # qubemail_mta: errors
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", ["yes", "true", 1, None])
-def test_smtp_enabled_must_be_a_real_bool(value):
+@pytest.mark.parametrize("value", ["maybe", "1", 1, None])
+def test_smtp_enabled_must_be_a_bool(value):
     lines = mta_errors(mta_smtp_enabled=value)
     assert_reported(lines, "mta_smtp_enabled", repr(value), "expected a boolean")
 
@@ -560,7 +560,8 @@ def test_smart_relay_host_errors(host, fragment):
 
 
 @pytest.mark.parametrize("port, fragment", [(0, "from 1 to 65535"), (65536, "from 1 to 65535"),
-                                            ("25", "not a string"), (True, "not a boolean"),
+                                            ("25x", "not a string"), (True, "not a boolean"),
+                                            ("70000", "from 1 to 65535"),
                                             (None, "from 1 to 65535"), (25.0, "not a float")])
 def test_smart_relay_port_errors(port, fragment):
     lines = mta_errors(mta_smart_relay_host="relay.example.net", mta_smart_relay_port=port)
@@ -568,7 +569,7 @@ def test_smart_relay_port_errors(port, fragment):
 
 
 @pytest.mark.parametrize("size, fragment", [(0, "positive integer"), (-1, "positive integer"),
-                                            ("10240", "not a string"), ("ten", "not a string"),
+                                            ("-10", "not a string"), ("ten", "not a string"), ("1e4", "not a string"),
                                             (True, "not a boolean"), (False, "not a boolean"),
                                             (1.5, "not a float")])
 def test_max_message_size_errors(size, fragment):
@@ -672,8 +673,8 @@ def test_mta_alias_loop_with_an_exit_is_fine():
 
 
 def test_mta_reports_every_error_in_one_message():
-    lines = mta_errors(mta_smtp_enabled="yes", mta_relay_allowed_networks=["0.0.0.0/0"],
-                       mta_smart_relay_port="25", mta_max_message_size_kb=0, mta_catch_all="zed",
+    lines = mta_errors(mta_smtp_enabled="maybe", mta_relay_allowed_networks=["0.0.0.0/0"],
+                       mta_smart_relay_port="port 25", mta_max_message_size_kb=0, mta_catch_all="zed",
                        mta_aliases={"bob": ["alice"], "x": []})
     assert [line.split(" ")[0] for line in lines] == [
         "mta_smtp_enabled", "mta_relay_allowed_networks[0]", "mta_smart_relay_port",
@@ -696,18 +697,28 @@ def test_pop_before_smtp_normalises_exactly():
            "never_authorize": ["0.0.0.0/0", "2001:db8::/32", "192.0.2.1/32", "::/0"]}
 
 
+@pytest.mark.parametrize("enabled, ttl, expected", [
+    ("true", "120", (True, 120)), ("no", "900", (False, 900)), ("Yes", 60, (True, 60)),
+])
+def test_extra_vars_strings_are_taken_as_they_spell(enabled, ttl, expected):
+    # `-e pop_before_smtp_enabled=true -e pop_before_smtp_ttl=120` gives strings.
+    result = qf.qubemail_pop_before_smtp({"pop_before_smtp_enabled": enabled, "pop_before_smtp_ttl": ttl})
+    assert (result["enabled"], result["ttl"]) == expected
+
+
 def test_pop_before_smtp_defaults():
     assert qf.qubemail_pop_before_smtp({}) == {"enabled": False, "ttl": 900, "never_authorize": []}
 
 
-@pytest.mark.parametrize("value", ["yes", 0, None])
-def test_pop_before_smtp_enabled_must_be_a_real_bool(value):
+@pytest.mark.parametrize("value", ["enabled", 0, None])
+def test_pop_before_smtp_enabled_must_be_a_bool(value):
     lines = pop_errors(pop_before_smtp_enabled=value)
     assert_reported(lines, "pop_before_smtp_enabled", repr(value), "expected a boolean")
 
 
 @pytest.mark.parametrize("ttl, fragment", [(0, "positive integer"), (-900, "positive integer"),
-                                           ("900", "not a string"), (True, "not a boolean"),
+                                           ("15m", "not a string"), ("0", "positive integer"),
+                                           (" 900", "not a string"), (True, "not a boolean"),
                                            (None, "positive integer")])
 def test_pop_before_smtp_ttl_errors(ttl, fragment):
     lines = pop_errors(pop_before_smtp_ttl=ttl)
