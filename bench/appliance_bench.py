@@ -37,7 +37,7 @@ def sh(container, *cmd, check=True):
 
 
 def probe(*args, source=None):
-    cmd = ["mailprobe", "--server", SERVER] + (["--source", source] if source else []) + list(args)
+    cmd = ["mailprobe", "--server", SERVER] + (["--source", source] if source else []) + [str(a) for a in args]
     return json.loads(sh(CLIENT, *cmd))
 
 
