@@ -1,0 +1,66 @@
+"""Bad inventory input stops the play before any task changes the host,
+with one error line per bad field naming the field and the value."""
+
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+testinfra_hosts = ["docker://qubemail-appliance"]
+
+PROJECT = pathlib.Path(__file__).resolve().parents[3]
+WATCHED = ["/etc/postfix/main.cf", "/etc/aliases", "/etc/dovecot/dovecot.conf",
+           "/etc/dovecot/qubemail-users", "/etc/pop-before-smtp/pop-before-smtp.conf"]
+
+USERS = [
+    {"name": "alice", "password": "pw", "aliases": ["MAILER-DAEMON"]},
+    {"name": "alice", "password": "pw"},
+    {"name": "dave", "password": "pw", "aliases": ["alice"]},
+]
+CASES = {
+    # Users and POP-before-SMTP wrong at once: both reported in one run.
+    "users": ({"qubemail_users": USERS, "pop_before_smtp_enabled": True, "pop_before_smtp_ttl": -5,
+               "pop_before_smtp_never_authorize": ["192.168.1.7/24"]},
+              ["qubemail_users[0].aliases[0] = 'MAILER-DAEMON'",
+               "qubemail_users[1].name = 'alice'",
+               "qubemail_users[2].aliases[0] = 'alice'",
+               "pop_before_smtp_ttl = -5",
+               "pop_before_smtp_never_authorize[0] = '192.168.1.7/24'"]),
+    # Email settings are checked against valid users.
+    "email settings": ({"qubemail_users": [{"name": "alice", "password": "pw"}],
+                        "mta_relay_allowed_networks": ["0.0.0.0/0", "10.1.2.3/33"],
+                        "mta_catch_all": "not an address@", "mta_smart_relay_port": 0},
+                       ["mta_relay_allowed_networks[0] = '0.0.0.0/0'",
+                        "mta_relay_allowed_networks[1] = '10.1.2.3/33'",
+                        "mta_catch_all = 'not an address@'",
+                        "mta_smart_relay_port = 0"]),
+}
+
+
+def digest(host):
+    return {path: hashlib.sha256(host.file(path).content).hexdigest() for path in WATCHED}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_changes_nothing_and_names_every_field(host, tmp_path, case):
+    bad, expected_lines = CASES[case]
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("qubemail:\n  hosts:\n    qubemail-appliance:\n"
+                         "      ansible_connection: community.docker.docker\n")
+    before = digest(host)
+    run = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(PROJECT / "playbooks/site.yml"),
+         "-e", json.dumps({"qubemail_hostname": "mail.qube.test", "qubemail_domains": ["qube.test"], **bad})],
+        capture_output=True, text=True, cwd=PROJECT, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, out
+    assert "invalid inventory, nothing was changed" in out, out[-3000:]
+    for expected in expected_lines:
+        assert expected in out, f"{expected!r} missing from:\n{out[-3000:]}"
+    recap = out[out.rindex("PLAY RECAP"):]
+    assert "changed=0" in recap, recap
+    assert digest(host) == before
+
