@@ -34,9 +34,11 @@ unit:
 
 molecule:
 	molecule test --no-command-borders -s default
+	molecule test --no-command-borders -s lists
 
 bench: setup
 	@bash bench/run.sh
+	@bash bench/run.sh lists
 
 clean: demo-down
 	rm -rf .cache .pytest_cache

@@ -26,6 +26,10 @@ Filters:
     Postfix settings of the ``mta`` role; *base* is qubemail_base's output.
 ``qubemail_pop_before_smtp(settings)``
     Settings of the POP-before-SMTP relay daemon.
+``qubemail_lists(groups, lists, base, mta_aliases=None)``
+    Mailing lists (mlmmj): one per group plus the independent lists.
+``qubemail_list_acl(lists, subscribers=None, domains=None, users=None)``
+    Dovecot ACL entries for the archive folders ``Mailing Lists/NAME``.
 
 Passwords are never echoed in error messages: ``password`` values are
 redacted entirely and ``password_hash`` values are shown only by their scheme
@@ -48,12 +52,16 @@ short_description: Validate and normalise the qubemail inventory
 version_added: 1.0.0
 author: qubemail project
 description:
-  - This file provides three filters used by the qubemail roles.
+  - This file provides five filters used by the qubemail roles.
   - P(qubemail_base#filter) checks C(qubemail_hostname), C(qubemail_domains) and C(qubemail_users) and returns the
     appliance name, the mail domains (the first is the primary domain) and the mailbox users sorted by name.
   - P(qubemail_mta#filter) checks the C(mta_*) variables of the mta role against the output of P(qubemail_base#filter)
     and returns Postfix-ready values (C(mynetworks), C(relayhost), C(message_size_limit), aliases...).
   - P(qubemail_pop_before_smtp#filter) checks the C(pop_before_smtp_*) variables.
+  - P(qubemail_lists#filter) checks C(qubemail_groups) and C(qubemail_lists) and returns the mlmmj mailing lists.
+    As on the Qube 3, every group automatically has a mailing list of the same name whose members are the group's
+    users; independent lists may also have external members. Archiving is off by default.
+  - P(qubemail_list_acl#filter) returns who may read each list archive folder C(Mailing Lists/NAME) in Dovecot.
   - "All problems are collected and reported at once in one C(AnsibleFilterError); its message starts with
     C(qubemail: invalid inventory:) and has one line per problem naming the variable and path
     (for example C(qubemail_users[2].aliases[0])), the offending value and what is expected."
@@ -62,7 +70,8 @@ description:
     nor user aliases: V(root), V(postmaster), V(mailer-daemon), V(abuse), V(hostmaster), V(webmaster), V(nobody),
     V(daemon), V(bin), V(sys), V(sync), V(games), V(man), V(lp), V(mail), V(news), V(uucp), V(proxy), V(www-data),
     V(backup), V(list), V(irc), V(gnats), V(_apt), V(messagebus), V(postfix), V(dovecot), V(dovenull), V(sshd),
-    V(admin), V(operator), V(noc), V(security), V(usenet). They may be keys of O(qubemail_mta.settings.mta_aliases)."
+    V(admin), V(operator), V(noc), V(security), V(usenet), V(mlmmj), V(mlarchive). They may be keys of
+    O(qubemail_mta.settings.mta_aliases) but not list names."
 options:
   qubemail_base:
     description: "C(qubemail_hostname | qubemail_base(qubemail_domains, qubemail_users))."
@@ -164,6 +173,10 @@ options:
                 (V(postmaster) to V(root); V(abuse), V(mailer-daemon), V(hostmaster), V(webmaster) to V(postmaster)).
             type: dict
             default: {}
+          mta_transports:
+            description: Per-domain next hops for Postfix transport_maps, domain to V(transport:nexthop).
+            type: dict
+            default: {}
       base:
         description: The output of P(qubemail_base#filter).
         type: dict
@@ -190,6 +203,95 @@ options:
             type: list
             elements: str
             default: []
+  qubemail_lists:
+    description:
+      - "C(qubemail_groups | qubemail_lists(qubemail_lists, qubemail, mta_aliases))."
+      - "List settings are the same keys under O(qubemail_lists.groups.list) and on each item of
+        O(qubemail_lists.lists): C(description) (one line, default V('')), C(moderators) and C(owners) (user names,
+        aliases, list names or addresses; C(owners) defaults to the moderators, else V(postmaster@<primary domain>)),
+        C(posting) (V(members), V(any) or V(moderated), which needs moderators; default V(members)),
+        C(subscription) (V(confirm), V(open) or V(closed); default V(closed) for a group's list, V(confirm) otherwise),
+        C(max_message_size_kb) (V('') = no list limit, else a positive integer), C(reply_to_list) (bool, default
+        V(false)), C(subject_prefix) (one line of at most 64 characters, default V([NAME]), V('') for none),
+        C(archive) (bool, default V(false)) and C(archive_retention_days) (V('') = keep forever, else a positive
+        integer). A missing key or V(null) takes the default. Unknown keys are an error."
+      - "Each list has the address C(NAME@<primary domain>) and the aliases C(NAME-request), C(NAME-owner),
+        C(owner-NAME), C(NAME-bounces), C(NAME-join), C(NAME-subscribe), C(NAME-leave) and C(NAME-unsubscribe)
+        (LIST_ALIAS_FAMILY in the source). Neither the name nor an alias may be a reserved name, a user name, a user
+        alias, a key of O(qubemail_mta.settings.mta_aliases) or another list's name or alias; no user alias or
+        C(mta_aliases) key may be C(NAME+anything)."
+    type: list
+    suboptions:
+      groups:
+        description: C(qubemail_groups), the Qube groups. V(null) counts as an empty list.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description:
+              - Group and list name, C(^[a-z0-9][a-z0-9_-]{0,40}$) after lower-casing, unique among groups and lists.
+              - No dots, because the name is also the Maildir folder C(Mailing Lists/NAME).
+            type: str
+            required: true
+          members:
+            description: User names from O(qubemail_base.users) (or V(user@one-of-our-domains)). May be empty.
+            type: list
+            elements: str
+          list:
+            description: Settings of the group's list (see above).
+            type: dict
+      lists:
+        description: C(qubemail_lists), the independent mailing lists. V(null) counts as an empty list.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: As O(qubemail_lists.groups.name).
+            type: str
+            required: true
+          members:
+            description:
+              - User names, V(user@one-of-our-domains), the address of another list (V(other@one-of-our-domains),
+                kept as written; a list may not contain itself, and loops through other lists are stopped by the loop guard) or external addresses. May be empty.
+              - Any other address at one of our domains is an error.
+            type: list
+            elements: str
+      base:
+        description: The output of P(qubemail_base#filter).
+        type: dict
+        required: true
+      mta_aliases:
+        description: The raw O(qubemail_mta.settings.mta_aliases); its keys are taken names.
+        type: dict
+        default: {}
+  qubemail_list_acl:
+    description: "C(qubemail_mailing_lists | qubemail_list_acl(subscribers, qubemail.domains, qubemail.users))."
+    type: list
+    suboptions:
+      lists:
+        description: The output of P(qubemail_lists#filter).
+        type: list
+        required: true
+      subscribers:
+        description:
+          - List name to the addresses mlmmj has subscribed now, including self-subscriptions
+            (a list of addresses, or C(mlmmj-list) output as one string).
+          - Those at one of our domains whose local part (without a C(+extension)) is a user may read the archive.
+        type: dict
+        default: {}
+      domains:
+        description: Our mail domains, besides the lists' own domain.
+        type: list
+        elements: str
+        default: []
+      users:
+        description:
+          - The user names (or the user dicts of P(qubemail_base#filter)). When omitted, any local part that could be a
+            user name counts.
+        type: list
+        default: null
 """
 
 EXAMPLES = r"""
@@ -221,6 +323,15 @@ EXAMPLES = r"""
            'pop_before_smtp_never_authorize': pop_before_smtp_never_authorize,
          } | qubemail_pop_before_smtp }}
 
+- name: Mailing lists, one per group plus the independent ones
+  ansible.builtin.set_fact:
+    qubemail_mailing_lists: "{{ qubemail_groups | qubemail_lists(qubemail_lists, qubemail, mta_aliases) }}"
+
+- name: Who may read the archive folders (subscribers read from mlmmj-list on the host)
+  ansible.builtin.set_fact:
+    qubemail_list_acl: >-
+      {{ qubemail_mailing_lists | qubemail_list_acl(qubemail_list_subscribers, qubemail.domains, qubemail.users) }}
+
 # With
 #   qubemail_hostname: Mail.Example.COM
 #   qubemail_domains: [example.com, example.org]
@@ -237,6 +348,27 @@ EXAMPLES = r"""
 #   qubemail: invalid inventory:
 #     qubemail_users[1].aliases[0] = 'MAILER-DAEMON': 'mailer-daemon' is a reserved name; route it with mta_aliases
 #     mta_relay_allowed_networks[0] = '192.168.1.7/24': host bits are set; did you mean '192.168.1.0/24'?
+#
+# With, besides
+#   qubemail_groups:
+#     - {name: sales, members: [alice], list: {archive: true}}
+#   qubemail_lists:
+#     - {name: friends, members: [alice, Pal@Elsewhere.NET, sales@example.org], reply_to_list: yes}
+# qubemail_mailing_lists is (the aliases elided)
+#   - {name: friends, kind: list, address: friends@example.com, domain: example.com, description: "",
+#      members: [alice@example.com, pal@elsewhere.net, sales@example.org], local_members: [alice],
+#      moderators: [], owners: [postmaster@example.com], posting: members, subscription: confirm,
+#      max_message_size: 0, reply_to_list: true, subject_prefix: "[friends]", archive: false,
+#      archive_retention_days: 0, archive_address: mlarchive+friends@example.com,
+#      aliases: [{name: friends-request, target: friends+help}, {name: friends-owner, target: friends+owner}, ...]}
+#   - {name: sales, kind: group, ..., members: [alice@example.com], subscription: closed, archive: true, ...}
+# and qubemail_list_acl, with qubemail_list_subscribers: {sales: [alice@example.com, bob+lists@example.org]},
+#   - {mailbox: Mailing Lists/sales, users: [alice, bob]}
+#
+# A bad list fails with, for example:
+#   qubemail: invalid inventory:
+#     qubemail_lists[0].name = 'team': its alias 'team-join' clashes with the user name 'team-join'
+#     qubemail_lists[1].subscription = 'closd': expected one of 'confirm', 'open', 'closed' (did you mean 'closed'?)
 """
 
 RETURN = r"""
@@ -255,7 +387,19 @@ _value:
       C(targets)) combining user aliases, O(qubemail_mta.settings.mta_aliases) and the default aliases."
     - "P(qubemail_pop_before_smtp#filter): a dict with C(enabled) (bool), C(ttl) (int seconds) and C(never_authorize)
       (list of CIDR strings without brackets, given order, de-duplicated)."
-  type: dict
+    - "P(qubemail_lists#filter): a list sorted by C(name) of dicts with C(name) (lower-cased), C(kind) (V(group) or
+      V(list)), C(address) (V(NAME@<primary domain>)), C(domain) (the primary domain), C(description),
+      C(members) (sorted, de-duplicated, lower-cased addresses; users as V(user@<primary domain>)),
+      C(local_members) (sorted user names among the members), C(moderators) and C(owners) (sorted addresses),
+      C(posting), C(subscription), C(max_message_size) (int bytes, V(0) = no list limit), C(reply_to_list) (bool),
+      C(subject_prefix) (str, may be empty), C(archive) (bool), C(archive_retention_days) (int, V(0) = forever),
+      C(archive_address) (V(mlarchive+NAME@<primary domain>)) and C(aliases) (in LIST_ALIAS_FAMILY order, dicts with
+      C(name) and C(target), e.g. V({name: sales-request, target: sales+help}); the list address itself is not
+      included)."
+    - "P(qubemail_list_acl#filter): a list sorted by C(mailbox) of dicts with C(mailbox) (V(Mailing Lists/NAME)) and
+      C(users) (sorted user names: the local members plus the local subscribers, never V(mlarchive)), one per list
+      with archive on."
+  type: raw
 """
 
 # --------------------------------------------------------------------------
@@ -277,6 +421,9 @@ RESERVED_NAMES = frozenset((
     "postfix", "dovecot", "dovenull",
     # administrative names users must not impersonate
     "admin", "operator",
+    # accounts of the mailing-list feature: mlmmj runs the lists, mlarchive
+    # receives mlarchive+NAME and files the posts in "Mailing Lists/NAME"
+    "mlmmj", "mlarchive",
 ))
 #: Name prefixes reserved as a whole (systemd's dynamic service users).
 RESERVED_PREFIXES = ("systemd-",)
@@ -328,12 +475,59 @@ MTA_DEFAULTS = {
     "mta_catch_all": "",
     "mta_denied_hosts": [],
     "mta_aliases": {},
+    "mta_transports": {},
 }
+# A Postfix transport_maps next hop: "transport:nexthop", e.g. smtp:[mx]:25.
+TRANSPORT_RE = re.compile(r"^[a-z][a-z0-9_-]*:[^\s,]*$")
 POP_BEFORE_SMTP_DEFAULTS = {
     "pop_before_smtp_enabled": False,
     "pop_before_smtp_ttl": 900,
     "pop_before_smtp_never_authorize": [],
 }
+
+#: List names: also a Maildir++ folder ``.NAME`` of the archive namespace, so
+#: no dots (a dot would nest the folder), and no ``+`` (recipient delimiter).
+LIST_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+#: Mailman-style addresses of each list, as (alias pattern, mlmmj 1.3.0
+#: command after ``NAME+``).  The list address ``NAME`` itself is piped to
+#: mlmmj-receive by the role and is not part of the family.
+LIST_ALIAS_FAMILY = (
+    ("%s-request", "help"),
+    ("%s-owner", "owner"),
+    ("owner-%s", "owner"),
+    ("%s-bounces", "bounces-help"),
+    ("%s-join", "subscribe"),
+    ("%s-subscribe", "subscribe"),
+    ("%s-leave", "unsubscribe"),
+    ("%s-unsubscribe", "unsubscribe"),
+)
+#: Account whose ``mlarchive+NAME`` address each archived list subscribes.
+LIST_ARCHIVE_ACCOUNT = "mlarchive"
+#: Dovecot public namespace holding the list archives.
+LIST_MAILBOX_PREFIX = "Mailing Lists/"
+LIST_POSTING = ("members", "any", "moderated")
+LIST_SUBSCRIPTION = ("confirm", "open", "closed")
+#: Qube 3: a group's list takes its members from the group.
+LIST_SUBSCRIPTION_DEFAULTS = {"group": "closed", "list": "confirm"}
+MAX_SUBJECT_PREFIX = 64
+#: Settings of a list, the same under ``qubemail_groups[i].list`` and on a
+#: ``qubemail_lists[i]`` item.  A missing key or null takes the default;
+#: None marks defaults that depend on the list (kind, name, moderators).
+LIST_DEFAULTS = {
+    "description": "",
+    "moderators": [],
+    "owners": [],
+    "posting": "members",
+    "subscription": None,
+    "max_message_size_kb": "",
+    "reply_to_list": False,
+    "subject_prefix": None,
+    "archive": False,
+    "archive_retention_days": "",
+}
+LIST_SETTING_KEYS = tuple(LIST_DEFAULTS)
+GROUP_KEYS = ("name", "members", "list")
+LIST_KEYS = ("name", "members") + LIST_SETTING_KEYS
 
 ERROR_HEADER = "qubemail: invalid inventory:"
 
@@ -589,6 +783,37 @@ def _check_local_part(errors, field, value):
     return name
 
 
+def _did_you_mean(word, choices):
+    """Return " (did you mean 'x'?)" for the closest of *choices*, or ''."""
+    hint = difflib.get_close_matches(str(word), choices, n=1)
+    return " (did you mean %r?)" % hint[0] if hint else ""
+
+
+def _check_keys(errors, field, item, allowed):
+    """Report every key of dict *item* not in *allowed*; return True if none."""
+    ok = True
+    for key in sorted(item, key=str):
+        if key not in allowed:
+            errors.note(field, "unknown key %r%s; allowed keys are %s" % (
+                str(key), _did_you_mean(key, allowed), ", ".join(allowed)))
+            ok = False
+    return ok
+
+
+def _check_choice(errors, field, value, choices):
+    """Validate one of the words *choices* (case-insensitive); return it lower-cased."""
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in choices:
+        return word
+    errors.add(field, value, "expected one of %s%s" % (
+        ", ".join(repr(c) for c in choices), _did_you_mean(word or "", choices)))
+    return None
+
+
+def _has_control_chars(text):
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
 def _settings(errors, variable, settings, defaults):
     """Return the keys of *defaults* from *settings*, defaults for missing ones."""
     if not isinstance(settings, dict):
@@ -621,7 +846,7 @@ def _check_full_name(errors, field, value):
     if not isinstance(value, str):
         errors.add(field, value, "expected a string")
         return None
-    if ":" in value or any(unicodedata.category(c) == "Cc" for c in value):
+    if ":" in value or _has_control_chars(value):
         errors.add(field, value, "must not contain ':', newlines or other control characters "
                                  "(it goes into the GECOS field of /etc/passwd)")
         return None
@@ -648,13 +873,7 @@ def _check_user(errors, field, user):
     if not isinstance(user, dict):
         errors.add(field, user, "expected a dict with at least 'name' and a password")
         return None, None
-    ok = True
-    for key in sorted(user, key=str):
-        if key not in USER_KEYS:
-            hint = difflib.get_close_matches(str(key), USER_KEYS, n=1)
-            errors.note(field, "unknown key %r%s; allowed keys are %s" % (
-                str(key), " (did you mean %r?)" % hint[0] if hint else "", ", ".join(USER_KEYS)))
-            ok = False
+    ok = _check_keys(errors, field, user, USER_KEYS)
     if "name" in user:
         name = _check_user_name(errors, field + ".name", user["name"])
     else:
@@ -773,15 +992,17 @@ def qubemail_base(hostname, domains, users):
 # qubemail_mta
 # --------------------------------------------------------------------------
 
-def _base_index(base):
-    """Return (user names, {user alias: user}) from qubemail_base output."""
+def _base_index(base, argument="qubemail_mta: the second argument"):
+    """Return (user names, {user alias: user}, domains, primary domain) from
+    qubemail_base output; *argument* names the parameter in the usage error.
+    """
     try:
         users = {u["name"]: u for u in base["users"]}
         aliases = {a: name for name, u in users.items() for a in u["aliases"]}
+        domains, primary = list(base["domains"]), base["primary_domain"]
     except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError("qubemail_mta: the second argument must be the output of "
-                                 "qubemail_base (%s)" % exc)
-    return set(users), aliases
+        raise AnsibleFilterError("%s must be the output of qubemail_base (%s)" % (argument, exc))
+    return set(users), aliases, domains, primary
 
 
 def _relayhost(errors, host, port):
@@ -804,11 +1025,11 @@ def _relayhost(errors, host, port):
     return "[%s]:%d" % (bracketed, port)
 
 
-def _message_size_limit(errors, value):
+def _message_size_limit(errors, field, value):
+    """Kilobytes ('' or None: unlimited) to bytes (0: unlimited)."""
     if _is_blank(value):
         return 0
-    kilobytes = _check_int(errors, "mta_max_message_size_kb", value, 1,
-                           unit=" (kilobytes) or '' for unlimited")
+    kilobytes = _check_int(errors, field, value, 1, unit=" (kilobytes) or '' for unlimited")
     return None if kilobytes is None else kilobytes * 1024
 
 
@@ -914,7 +1135,7 @@ def qubemail_mta(settings, base):
     Returns the Postfix-ready values documented in RETURN.
     """
     errors = _Errors()
-    user_names, user_aliases = _base_index(base)
+    user_names, user_aliases = _base_index(base)[:2]
     s = _settings(errors, "settings", settings, MTA_DEFAULTS)
 
     smtp_enabled = _check_bool(errors, "mta_smtp_enabled", s["mta_smtp_enabled"])
@@ -927,12 +1148,13 @@ def qubemail_mta(settings, base):
 
     port = _check_int(errors, "mta_smart_relay_port", s["mta_smart_relay_port"], 1, 65535)
     relayhost = _relayhost(errors, s["mta_smart_relay_host"], port)
-    message_size_limit = _message_size_limit(errors, s["mta_max_message_size_kb"])
+    message_size_limit = _message_size_limit(errors, "mta_max_message_size_kb", s["mta_max_message_size_kb"])
     masquerade = ("" if _is_blank(s["mta_masquerade_domain"]) else
                   _check_domain(errors, "mta_masquerade_domain", s["mta_masquerade_domain"],
                                 "'' or a domain name"))
     catch_all = _catch_all(errors, s["mta_catch_all"], user_names)
     denied_networks, denied_hostnames = _denied_hosts(errors, s["mta_denied_hosts"])
+    transports = _transports(errors, s["mta_transports"])
 
     site = _site_aliases(errors, s["mta_aliases"], user_names, user_aliases)
     aliases = {alias: [owner] for alias, owner in user_aliases.items()}
@@ -961,8 +1183,27 @@ def qubemail_mta(settings, base):
         "catch_all": catch_all,
         "denied_networks": denied_networks,
         "denied_hostnames": denied_hostnames,
+        "transports": transports,
         "aliases": [{"name": name, "targets": aliases[name]} for name in sorted(aliases)],
     }
+
+
+def _transports(errors, value):
+    """mta_transports: domain -> "transport:nexthop"; returns a sorted list of pairs."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        errors.add("mta_transports", value, 'expected a mapping of domain to "transport:nexthop"')
+        return []
+    routes = []
+    for domain, nexthop in value.items():
+        field = "mta_transports[%r]" % (domain,)
+        checked = _check_domain(errors, field, domain)
+        if not isinstance(nexthop, str) or not TRANSPORT_RE.match(nexthop):
+            errors.add(field, nexthop, 'expected "transport:nexthop", e.g. "smtp:[mx.example.net]:25"')
+        elif checked is not None:
+            routes.append([checked, nexthop])
+    return sorted(routes)
 
 
 # --------------------------------------------------------------------------
@@ -984,6 +1225,365 @@ def qubemail_pop_before_smtp(settings):
     return {"enabled": enabled, "ttl": ttl, "never_authorize": [str(n) for n in never]}
 
 
+# --------------------------------------------------------------------------
+# qubemail_lists
+# --------------------------------------------------------------------------
+
+#: How each kind of entry may name a recipient: (label of an unknown local
+#: name, what is expected).
+_RECIPIENT_ROLES = {
+    "group": ("unknown user", "group members must be users defined in qubemail_users"),
+    "member": ("unknown local member", "expected a user defined in qubemail_users, another list's address "
+                                       "(name@domain) or an external address local@domain"),
+    "manager": ("unknown local recipient", "expected a user, an alias or a list defined in the inventory, "
+                                           "or an external address local@domain"),
+}
+
+
+class _Recipients:
+    """Resolves the user names and addresses written in members, moderators and owners."""
+
+    def __init__(self, primary, domains, user_names, user_aliases, site_names, list_names):
+        self.primary = primary
+        self.domains = set(domains)
+        self.users = user_names
+        self.user_aliases = user_aliases
+        self.lists = list_names
+        self.aliases = set(user_aliases) | set(site_names) | set(DEFAULT_ALIASES) | SYSTEM_MAILBOXES
+
+    def resolve(self, errors, field, value, role):
+        """Return ``(address, user, list)`` for one entry, or None after recording an error.
+
+        *role* is ``group`` (users only), ``member`` (users, other lists'
+        addresses, external addresses) or ``manager`` (moderators and owners:
+        also any local alias).  Users become ``user@<primary>``, whatever our
+        domain they were written with; *user* / *list* name the local user or
+        list the entry is, else None.
+        """
+        label, expected = _RECIPIENT_ROLES[role]
+        if not isinstance(value, str):
+            errors.add(field, value, "expected a user name" + ("" if role == "group" else
+                                                              " or an address local@domain"))
+            return None
+        address = None
+        if "@" in value:
+            address = _check_address(errors, field, value)
+            if address is None:
+                return None
+            address = address.lower()
+            local, domain = address.split("@")
+            if domain not in self.domains:
+                if role != "group":
+                    return address, None, None
+                errors.add(field, value, "a group holds users only; put external addresses in a "
+                                         "qubemail_lists entry")
+                return None
+        else:
+            local = value.lower()
+        if local in self.users:
+            return "%s@%s" % (local, self.primary), local, None
+        if local in self.lists and role != "group" and (address or role == "manager"):
+            return address or "%s@%s" % (local, self.primary), None, local
+        if role == "manager" and local in self.aliases:
+            return address or "%s@%s" % (local, self.primary), None, None
+        hint = ""
+        if local in self.user_aliases and role != "manager":
+            hint = " (%r is an alias of user %r: write %r)" % (local, self.user_aliases[local],
+                                                              self.user_aliases[local])
+        elif local in self.lists and role == "member":
+            hint = " (to make list %r a member write %r)" % (local, "%s@%s" % (local, self.primary))
+        errors.add(field, value, "%s %r; %s%s" % (label, local, expected, hint))
+        return None
+
+
+def _check_line(errors, field, value, max_length=None):
+    """Validate a one-line text without control characters."""
+    if not isinstance(value, str) or _has_control_chars(value):
+        errors.add(field, value, "expected a one-line string without newlines or other control characters")
+        return None
+    if max_length is not None and len(value) > max_length:
+        errors.add(field, value, "is %d characters long; at most %d allowed" % (len(value), max_length))
+        return None
+    return str(value)
+
+
+def _check_list_name(errors, field, value):
+    """Validate a list (or group) name; return it lower-cased."""
+    if not isinstance(value, str):
+        errors.add(field, value, "expected a list name (a string)")
+        return None
+    name = value.lower()
+    if not LIST_NAME_RE.match(name):
+        errors.add(field, value, "expected a list name matching %s after lower-casing; no dots: the name "
+                                 "is also the archive folder '%sNAME', which a dot would nest"
+                   % (LIST_NAME_RE.pattern, LIST_MAILBOX_PREFIX))
+        return None
+    return name
+
+
+def _list_entry(errors, field, item, kind):
+    """Check the shape of one qubemail_groups / qubemail_lists item.
+
+    Returns ``{"field", "kind", "name", "raw_name", "members", "settings",
+    "settings_field"}`` (name None when missing or invalid), or None when
+    *item* is not a dict.
+    """
+    if not isinstance(item, dict):
+        errors.add(field, item, "expected a dict with at least 'name'")
+        return None
+    _check_keys(errors, field, item, GROUP_KEYS if kind == "group" else LIST_KEYS)
+    if "name" in item:
+        name = _check_list_name(errors, field + ".name", item["name"])
+    else:
+        errors.note(field + ".name", "missing; every %s needs a name" % kind)
+        name = None
+    settings_field, settings = field, item
+    if kind == "group":
+        settings_field, settings = field + ".list", item.get("list")
+        if settings is None:
+            settings = {}
+        elif not isinstance(settings, dict):
+            errors.add(settings_field, settings, "expected a dict of list settings (or nothing for the defaults)")
+            settings = {}
+        else:
+            _check_keys(errors, settings_field, settings, LIST_SETTING_KEYS)
+    return {"field": field, "kind": kind, "name": name, "raw_name": item.get("name"), "members": item.get("members"),
+            "settings": settings, "settings_field": settings_field}
+
+
+def _list_entries(errors, groups, lists):
+    """Pass 1: the groups' and the independent lists' entries, without duplicates."""
+    entries, first = [], {}
+    for variable, kind, value in (("qubemail_groups", "group", groups), ("qubemail_lists", "list", lists)):
+        for index, item in enumerate(_check_list(errors, variable, value)):
+            entry = _list_entry(errors, "%s[%d]" % (variable, index), item, kind)
+            if entry is None or entry["name"] is None:
+                continue
+            name, field = entry["name"], entry["field"] + ".name"
+            if name not in first:
+                first[name] = (kind, entry["field"])
+            elif first[name][0] == kind:
+                errors.add(field, entry["raw_name"], "duplicate %s name, also %s.name" % (kind, first[name][1]))
+                continue
+            else:
+                errors.add(field, entry["raw_name"], "group %r (%s.name) already has a list of that name; put its "
+                                                "settings under %s.list" % (name, first[name][1], first[name][1]))
+                continue
+            entries.append(entry)
+    return entries
+
+
+def _site_alias_names(errors, mta_aliases):
+    """Return {lower-cased mta_aliases key: key as written} (qubemail_mta checks the rest)."""
+    if mta_aliases is None:
+        return {}
+    if not isinstance(mta_aliases, dict):
+        errors.add("mta_aliases", mta_aliases, "expected a dict of local part: [targets]")
+        return {}
+    names = {}
+    for key in sorted((k for k in mta_aliases if isinstance(k, str)), key=str):
+        names.setdefault(key.lower(), key)
+    return names
+
+
+def _check_list_claims(errors, entries, user_names, user_aliases, site):
+    """Report list names and family aliases that are taken or claimed twice."""
+    taken = {}
+    for name in sorted(user_names):
+        taken.setdefault(name, "the user name %r" % name)
+    for alias, owner in sorted(user_aliases.items()):
+        taken.setdefault(alias, "an alias of user %r in qubemail_users" % owner)
+    for name, key in sorted(site.items()):
+        taken.setdefault(name, "the site alias mta_aliases[%r]" % key)
+    claims = {}
+    for entry in entries:
+        name, field = entry["name"], entry["field"] + ".name"
+        value = entry["raw_name"]
+        family = [pattern % name for pattern, _ in LIST_ALIAS_FAMILY]
+        if _is_reserved(name):
+            errors.add(field, value, "%r is a reserved name" % name)
+        elif any(_is_reserved(alias) for alias in family):
+            errors.add(field, value, "its aliases %s are reserved names"
+                       % ", ".join(repr(alias) for alias in family if _is_reserved(alias)))
+        for claim in [name] + family:
+            subject = repr(claim) if claim == name else "its alias %r" % claim
+            other = claims.get(claim)
+            if _is_reserved(claim):
+                continue
+            if claim in taken:
+                errors.add(field, value, "%s clashes with %s" % (subject, taken[claim]))
+            elif other is not None:
+                errors.add(field, value, "%s %s %s %r (%s.name)" % (
+                    subject, "clashes with" if claim == other["name"] else "is also an alias of",
+                    other["kind"], other["name"], other["field"]))
+            else:
+                claims[claim] = entry
+        # local(8) looks up NAME+EXT before NAME: such an alias would capture a list command.
+        for other in sorted(t for t in taken if t.startswith(name + "+")):
+            errors.add(field, value, "%s would capture the list command address %r" % (taken[other], other))
+
+
+def _list_recipients(errors, field, value, recipients, role):
+    """Resolve a members / moderators / owners list.
+
+    Returns (sorted addresses, sorted local user names, [(field, value, list
+    name)] for entries that are lists).
+    """
+    addresses, users, lists = set(), set(), []
+    for index, item in enumerate(_check_list(errors, field, value)):
+        item_field = "%s[%d]" % (field, index)
+        resolved = recipients.resolve(errors, item_field, item, role)
+        if resolved is not None:
+            address, user, list_name = resolved
+            addresses.add(address)
+            if user:
+                users.add(user)
+            if list_name:
+                lists.append((item_field, item, list_name))
+    return sorted(addresses), sorted(users), lists
+
+
+def _list_settings(errors, entry, recipients):
+    """Validate one list's settings; return the RETURN fields they give."""
+    field, raw, name, primary = entry["settings_field"], entry["settings"], entry["name"], recipients.primary
+    defaults = dict(LIST_DEFAULTS, subscription=LIST_SUBSCRIPTION_DEFAULTS[entry["kind"]],
+                    subject_prefix="[%s]" % name)
+    s = {key: default if raw.get(key) is None else raw[key] for key, default in defaults.items()}
+
+    moderators = _list_recipients(errors, field + ".moderators", s["moderators"], recipients, "manager")[0]
+    owners = _list_recipients(errors, field + ".owners", s["owners"], recipients, "manager")[0]
+    posting = _check_choice(errors, field + ".posting", s["posting"], LIST_POSTING)
+    if posting == "moderated" and not s["moderators"]:
+        errors.add(field + ".posting", s["posting"], "needs at least one moderator in %s.moderators; "
+                                                     "nobody could release the held posts" % field)
+    retention = s["archive_retention_days"]
+    return {
+        "description": _check_line(errors, field + ".description", s["description"]),
+        "moderators": moderators,
+        "owners": owners or moderators or ["postmaster@%s" % primary],
+        "posting": posting,
+        "subscription": _check_choice(errors, field + ".subscription", s["subscription"], LIST_SUBSCRIPTION),
+        "max_message_size": _message_size_limit(errors, field + ".max_message_size_kb",
+                                                s["max_message_size_kb"]),
+        "reply_to_list": _check_bool(errors, field + ".reply_to_list", s["reply_to_list"]),
+        "subject_prefix": _check_line(errors, field + ".subject_prefix", s["subject_prefix"],
+                                      MAX_SUBJECT_PREFIX),
+        "archive": _check_bool(errors, field + ".archive", s["archive"]),
+        "archive_retention_days": 0 if _is_blank(retention) else _check_int(
+            errors, field + ".archive_retention_days", retention, 1, unit=" (days) or '' to keep forever"),
+    }
+
+
+def _check_list_loops(errors, nested):
+    """Report a list that names its own address as a member.
+
+    *nested* maps a list name to its ``(field, value, list name)`` members.
+    Lists that reach each other through other lists (A in B, B in A) are
+    allowed: each list's loop guard (X-Loop, List-Id) stops a post that comes
+    back to it, and an external list can close such a loop anyway.
+    """
+    for name in sorted(nested):
+        for field, value, member in nested[name]:
+            if member == name:
+                errors.add(field, value, "is the address of list %r itself; a list cannot be its own member"
+                           % name)
+
+
+def qubemail_lists(groups, lists, base, mta_aliases=None):
+    """Validate qubemail_groups and qubemail_lists against qubemail_base output.
+
+    Every group yields a list of the same name whose members are the group's
+    users; *mta_aliases* (the raw site aliases) only contributes taken names.
+    Returns the lists documented in RETURN, sorted by name.
+    """
+    errors = _Errors()
+    user_names, user_aliases, domains, primary = _base_index(base, "qubemail_lists: the third argument")
+    site = _site_alias_names(errors, mta_aliases)
+
+    # Pass 1: the names, so that pass 2 knows every list a member may be.
+    entries = _list_entries(errors, groups, lists)
+    _check_list_claims(errors, entries, user_names, user_aliases, site)
+    recipients = _Recipients(primary, domains, user_names, user_aliases, site,
+                             {entry["name"] for entry in entries})
+
+    # Pass 2: members and settings.
+    results, nested = [], {}
+    for entry in entries:
+        name = entry["name"]
+        members, local_members, nested[name] = _list_recipients(
+            errors, entry["field"] + ".members", entry["members"], recipients,
+            "group" if entry["kind"] == "group" else "member")
+        result = {"name": name, "kind": entry["kind"], "address": "%s@%s" % (name, primary), "domain": primary,
+                  "members": members, "local_members": local_members}
+        result.update(_list_settings(errors, entry, recipients))
+        result["archive_address"] = "%s+%s@%s" % (LIST_ARCHIVE_ACCOUNT, name, primary)
+        result["aliases"] = [{"name": pattern % name, "target": "%s+%s" % (name, command)}
+                             for pattern, command in LIST_ALIAS_FAMILY]
+        results.append(result)
+    _check_list_loops(errors, nested)
+    if LIST_ARCHIVE_ACCOUNT in site and any(result["archive"] for result in results):
+        key = site[LIST_ARCHIVE_ACCOUNT]
+        errors.add("mta_aliases[%r]" % key, key, "%r receives the archive copy of every list with archive on "
+                                                 "(%s+NAME@%s); remove this alias"
+                   % (LIST_ARCHIVE_ACCOUNT, LIST_ARCHIVE_ACCOUNT, primary))
+
+    errors.raise_if_any()
+    return sorted(results, key=lambda result: result["name"])
+
+
+# --------------------------------------------------------------------------
+# qubemail_list_acl
+# --------------------------------------------------------------------------
+
+def _subscriber_user(address, domains, users, list_names):
+    """Return the local user an mlmmj subscriber address delivers to, or None."""
+    if not isinstance(address, str):
+        return None
+    local, _, domain = address.strip().lower().rpartition("@")
+    # recipient_delimiter = + : alice+lists@ is delivered to alice.
+    user = local.split("+", 1)[0]
+    if domain not in domains or not USER_NAME_RE.match(user) or user in list_names \
+            or user == LIST_ARCHIVE_ACCOUNT:
+        return None
+    return user if users is None or user in users else None
+
+
+def qubemail_list_acl(lists, subscribers=None, domains=None, users=None):
+    """Who may read each list archive folder ``Mailing Lists/NAME``.
+
+    *lists* is qubemail_lists output; *subscribers* maps a list name to the
+    addresses mlmmj currently has subscribed (a list, or mlmmj-list's output
+    as one string).  Returns ``[{"mailbox", "users"}]`` for the lists with
+    archive on, sorted by mailbox.
+    """
+    try:
+        archived = [(item["name"], item["local_members"]) for item in lists if item["archive"]]
+        list_names = {item["name"] for item in lists}
+        our_domains = {item["domain"] for item in lists}
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError("qubemail_list_acl: the first argument must be the output of "
+                                 "qubemail_lists (%s)" % exc)
+    if subscribers is None:
+        subscribers = {}
+    if not isinstance(subscribers, dict):
+        raise AnsibleFilterError("qubemail_list_acl: subscribers must be a dict of list name: [addresses], "
+                                 "not %s" % _show(subscribers))
+    our_domains |= {str(domain).lower() for domain in domains or ()}
+    if users is not None:
+        users = {str(u["name"] if isinstance(u, dict) else u) for u in users}
+    acl = []
+    for name, local_members in archived:
+        current = subscribers.get(name) or []
+        if isinstance(current, str):
+            current = current.splitlines()
+        readers = set(local_members)
+        readers.update(_subscriber_user(a, our_domains, users, list_names) for a in current)
+        readers.discard(None)
+        readers.discard(LIST_ARCHIVE_ACCOUNT)
+        acl.append({"mailbox": LIST_MAILBOX_PREFIX + name, "users": sorted(readers)})
+    return sorted(acl, key=lambda entry: entry["mailbox"])
+
+
 class FilterModule(object):
     """qubemail inventory filters."""
 
@@ -992,4 +1592,6 @@ class FilterModule(object):
             "qubemail_base": qubemail_base,
             "qubemail_mta": qubemail_mta,
             "qubemail_pop_before_smtp": qubemail_pop_before_smtp,
+            "qubemail_lists": qubemail_lists,
+            "qubemail_list_acl": qubemail_list_acl,
         }

@@ -53,7 +53,7 @@ def _reply(code_msg):
     return [code, msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)]
 
 
-def _message(mail_from, to, subject, body="Sent by mailprobe.", size=0):
+def _message(mail_from, to, subject, body="Sent by mailprobe.", size=0, extra_headers=()):
     if size:
         line = "x" * 76 + "\r\n"
         body += "\r\n" + line * (size // len(line) + 1)
@@ -62,6 +62,7 @@ def _message(mail_from, to, subject, body="Sent by mailprobe.", size=0):
         f"To: <{to}>",
         f"Subject: {subject}",
         f"Message-ID: <{time.time_ns()}@mailprobe.test>",
+        *extra_headers,
     ]
     return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode()
 
@@ -84,7 +85,7 @@ def cmd_smtp(args):
         if accepted and not args.no_data:
             code, msg = smtp.docmd("DATA")
             if code == 354:
-                message = _message(args.mail_from, args.to[0], args.subject, args.body, args.size)
+                message = _message(args.mail_from, args.to[0], args.subject, args.body, args.size, args.header)
                 smtp.send(smtplib.quotedata(message.decode()).encode() + b"\r\n.\r\n")
                 code, msg = smtp.getreply()
             out["data"] = _reply((code, msg))
@@ -99,8 +100,19 @@ def cmd_smtp(args):
 def _subjects(raw_messages):
     parsed = [email.message_from_bytes(raw, policy=email.policy.default) for raw in raw_messages]
     return [{"subject": str(m["Subject"] or ""), "from": str(m["From"] or ""),
-             "to": str(m["To"] or ""), "body": m.get_body(("plain",)).get_content() if m.get_body(("plain",)) else ""}
+             "to": str(m["To"] or ""), "headers": [[k, str(v)] for k, v in m.items()],
+             "body": _text_body(m)}
             for m in parsed]
+
+
+def _text_body(message):
+    part = message.get_body(("plain",))
+    if part is None:
+        return ""
+    try:
+        return part.get_content()
+    except (LookupError, ValueError):
+        return part.get_payload(decode=True).decode("utf-8", "replace")
 
 
 def pop3_login(args):
@@ -129,6 +141,13 @@ def cmd_pop3(args):
     return out
 
 
+def _mailbox_name(line):
+    """The name from a LIST reply line: (\\Flags) "/" "Mailing Lists/x"."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)
+    name = text.split(') ', 1)[1].split(' ', 1)[1]
+    return name[1:-1] if name.startswith('"') else name
+
+
 def cmd_imap(args):
     out = {"login": False}
     try:
@@ -140,6 +159,8 @@ def cmd_imap(args):
                 imap.starttls(ssl_context=_tls_context())
         imap.login(args.user, args.password)
         out["login"] = True
+        _, listing = imap.list()
+        out["mailboxes"] = [_mailbox_name(line) for line in listing if line]
         status, _ = imap.select(f'"{args.mailbox}"', readonly=True)
         out["select"] = status
         raw = []
@@ -240,6 +261,7 @@ def main(argv=None):
     smtp.add_argument("--subject", default="mailprobe")
     smtp.add_argument("--body", default="Sent by mailprobe.")
     smtp.add_argument("--size", type=int, default=0, help="pad the body to about N bytes")
+    smtp.add_argument("--header", action="append", default=[], help='extra header line "Name: value"')
     smtp.add_argument("--starttls", action="store_true")
     smtp.add_argument("--no-data", action="store_true")
 

@@ -92,11 +92,13 @@ def user(**fields):
 # plugin wiring and documentation
 # --------------------------------------------------------------------------
 
-def test_filter_module_exposes_the_three_filters():
+def test_filter_module_exposes_the_five_filters():
     assert qf.FilterModule().filters() == {
         "qubemail_base": qf.qubemail_base,
         "qubemail_mta": qf.qubemail_mta,
         "qubemail_pop_before_smtp": qf.qubemail_pop_before_smtp,
+        "qubemail_lists": qf.qubemail_lists,
+        "qubemail_list_acl": qf.qubemail_list_acl,
     }
 
 
@@ -115,6 +117,11 @@ def test_examples_show_real_messages():
     assert lines[0].replace("[0]", "[1]", 1) in qf.EXAMPLES
     line = mta_errors(mta_relay_allowed_networks=["192.168.1.7/24"])[0]
     assert line in qf.EXAMPLES
+    base = qf.qubemail_base("mail.example.com", ["example.com"], [user(name="team-join")])
+    lines = error_lines(qf.qubemail_lists, [], [{"name": "team"}, {"name": "dev", "subscription": "closd"}], base)
+    assert len(lines) == 2
+    for line in lines:
+        assert line in qf.EXAMPLES
 
 
 # --------------------------------------------------------------------------
@@ -420,6 +427,7 @@ def test_mta_normalises_exactly():
         "catch_all": "carol",
         "denied_networks": ["203.0.113.0/24", "2001:db8:dead::/48", "198.51.100.7/32"],
         "denied_hostnames": ["spam.example.net"],
+        "transports": [],
         "aliases": [
             {"name": "a+b", "targets": ["alice"]},
             {"name": "abuse", "targets": ["alice"]},
@@ -448,6 +456,7 @@ def test_mta_defaults_for_missing_keys():
         "catch_all": "",
         "denied_networks": [],
         "denied_hostnames": [],
+        "transports": [],
         "aliases": [
             {"name": "abuse", "targets": ["postmaster"]},
             {"name": "hostmaster", "targets": ["postmaster"]},
@@ -456,6 +465,24 @@ def test_mta_defaults_for_missing_keys():
             {"name": "webmaster", "targets": ["postmaster"]},
         ],
     }
+
+
+def test_mta_transports_are_sorted_routes():
+    result = qf.qubemail_mta({"mta_transports": {"Partner.example": "smtp:[mx.partner.example]:2525",
+                                                 "a.example": "relay:[10.0.0.1]"}}, base_ok())
+    assert result["transports"] == [["a.example", "relay:[10.0.0.1]"],
+                                    ["partner.example", "smtp:[mx.partner.example]:2525"]]
+
+
+@pytest.mark.parametrize("routes, field, value, fragment", [
+    ({"partner": "smtp:[mx]"}, "mta_transports['partner']", "'partner'", "fully qualified"),
+    ({"p.example": "smtp [mx]"}, "mta_transports['p.example']", "'smtp [mx]'", "transport:nexthop"),
+    ({"p.example": 25}, "mta_transports['p.example']", "25", "transport:nexthop"),
+    (["p.example"], "mta_transports", "['p.example']", "mapping of domain"),
+])
+def test_mta_transport_errors(routes, field, value, fragment):
+    lines = mta_errors(mta_transports=routes)
+    assert_reported(lines, field, value, fragment)
 
 
 def test_mta_blank_values_mean_off_or_unlimited():
@@ -741,3 +768,574 @@ def test_pop_before_smtp_never_authorize_must_be_a_list():
 def test_pop_before_smtp_settings_must_be_a_dict():
     lines = error_lines(qf.qubemail_pop_before_smtp, None)
     assert_reported(lines, "settings", "None", "expected a dict")
+
+
+# --------------------------------------------------------------------------
+# qubemail_lists: happy path
+# --------------------------------------------------------------------------
+# base_ok(): users alice (aliases a+b, alice.l), bob (info, sales), carol;
+# domains example.com (primary) and example.org.
+
+def family(name):
+    return [
+        {"name": name + "-request", "target": name + "+help"},
+        {"name": name + "-owner", "target": name + "+owner"},
+        {"name": "owner-" + name, "target": name + "+owner"},
+        {"name": name + "-bounces", "target": name + "+bounces-help"},
+        {"name": name + "-join", "target": name + "+subscribe"},
+        {"name": name + "-subscribe", "target": name + "+subscribe"},
+        {"name": name + "-leave", "target": name + "+unsubscribe"},
+        {"name": name + "-unsubscribe", "target": name + "+unsubscribe"},
+    ]
+
+
+GROUPS = [
+    {"name": "Staff", "members": ["carol", "alice", "Alice", "bob@example.org"],
+     "list": {"description": "Everyone at the office", "moderators": ["alice"], "posting": "moderated",
+              "max_message_size_kb": "2048", "reply_to_list": "yes", "subject_prefix": "[Staff] ",
+              "archive": True, "archive_retention_days": 365}},
+]
+LISTS = [
+    {"name": "friends", "members": ["alice", "Pal@Elsewhere.NET", "pal@elsewhere.net", "Bob@Example.COM",
+                                    "staff@example.org", "x.y+z@mail.example.net"],
+     "owners": ["carol@example.org", "boss@elsewhere.net"], "posting": "any", "subscription": "open",
+     "description": None, "subject_prefix": ""},
+]
+
+
+def lists_ok(groups=None, lists=None, mta_aliases=None):
+    return qf.qubemail_lists(copy.deepcopy(GROUPS) if groups is None else groups,
+                             copy.deepcopy(LISTS) if lists is None else lists, base_ok(), mta_aliases)
+
+
+def list_errors(groups=(), lists=(), mta_aliases=None, base=None):
+    return error_lines(qf.qubemail_lists, list(groups), list(lists), base or base_ok(), mta_aliases)
+
+
+def one_list(**fields):
+    """The only list built from one qubemail_lists item."""
+    fields.setdefault("name", "notices")
+    return qf.qubemail_lists([], [fields], base_ok())[0]
+
+
+def test_lists_normalise_exactly():
+    assert lists_ok() == [
+        {"name": "friends", "kind": "list", "address": "friends@example.com", "domain": "example.com",
+         "description": "",
+         "members": ["alice@example.com", "bob@example.com", "pal@elsewhere.net", "staff@example.org",
+                     "x.y+z@mail.example.net"],
+         "local_members": ["alice", "bob"],
+         "moderators": [], "owners": ["boss@elsewhere.net", "carol@example.com"],
+         "posting": "any", "subscription": "open", "max_message_size": 0, "reply_to_list": False,
+         "subject_prefix": "", "archive": False, "archive_retention_days": 0,
+         "archive_address": "mlarchive+friends@example.com", "aliases": family("friends")},
+        {"name": "staff", "kind": "group", "address": "staff@example.com", "domain": "example.com",
+         "description": "Everyone at the office",
+         "members": ["alice@example.com", "bob@example.com", "carol@example.com"],
+         "local_members": ["alice", "bob", "carol"],
+         "moderators": ["alice@example.com"], "owners": ["alice@example.com"],
+         "posting": "moderated", "subscription": "closed", "max_message_size": 2097152, "reply_to_list": True,
+         "subject_prefix": "[Staff] ", "archive": True, "archive_retention_days": 365,
+         "archive_address": "mlarchive+staff@example.com", "aliases": family("staff")},
+    ]
+
+
+def test_alias_family_constant_matches_the_output():
+    assert [(pattern % "x", "x+" + command) for pattern, command in qf.LIST_ALIAS_FAMILY] == \
+        [(a["name"], a["target"]) for a in family("x")]
+    assert {"name": "staff", "target": "staff"} not in lists_ok()[1]["aliases"]
+
+
+def test_group_list_defaults():
+    result = qf.qubemail_lists([{"name": "sales-team", "members": ["bob"]}], [], base_ok())
+    assert result == [{
+        "name": "sales-team", "kind": "group", "address": "sales-team@example.com", "domain": "example.com",
+        "description": "", "members": ["bob@example.com"], "local_members": ["bob"],
+        "moderators": [], "owners": ["postmaster@example.com"], "posting": "members", "subscription": "closed",
+        "max_message_size": 0, "reply_to_list": False, "subject_prefix": "[sales-team]", "archive": False,
+        "archive_retention_days": 0, "archive_address": "mlarchive+sales-team@example.com",
+        "aliases": family("sales-team"),
+    }]
+
+
+def test_independent_list_defaults():
+    result = one_list(members=["ext@elsewhere.net"])
+    assert (result["subscription"], result["posting"], result["archive"], result["subject_prefix"],
+            result["owners"], result["description"], result["max_message_size"], result["reply_to_list"],
+            result["archive_retention_days"]) == \
+        ("confirm", "members", False, "[notices]", ["postmaster@example.com"], "", 0, False, 0)
+
+
+def test_null_settings_take_the_defaults():
+    defaults = one_list()
+    nulls = one_list(**{key: None for key in qf.LIST_SETTING_KEYS}, members=None)
+    assert nulls == defaults
+
+
+def test_owners_default_to_the_moderators():
+    result = one_list(moderators=["carol", "mod@elsewhere.net"], owners=[])
+    assert result["owners"] == ["carol@example.com", "mod@elsewhere.net"]
+
+
+def test_moderators_and_owners_may_be_aliases_and_lists():
+    result = qf.qubemail_lists([{"name": "staff"}], [{"name": "notices", "moderators": ["info", "Root"],
+                                                      "owners": ["postmaster", "staff@example.org", "a+b"]}],
+                               base_ok(), {"listadmins": ["alice"]})
+    notices = result[0]
+    assert notices["moderators"] == ["info@example.com", "root@example.com"]
+    assert notices["owners"] == ["a+b@example.com", "postmaster@example.com", "staff@example.org"]
+
+
+def test_empty_group_still_gets_its_list():
+    result = qf.qubemail_lists([{"name": "empty"}, {"name": "void", "members": []}], None, base_ok())
+    assert [(r["name"], r["kind"], r["members"]) for r in result] == [("empty", "group", []), ("void", "group", [])]
+
+
+def test_no_groups_and_no_lists():
+    assert qf.qubemail_lists(None, None, base_ok()) == []
+
+
+def test_lists_may_contain_lists():
+    result = qf.qubemail_lists(
+        [{"name": "staff", "members": ["alice"]}],
+        [{"name": "all", "members": ["staff@example.com", "Friends@Example.ORG", "carol"]},
+         {"name": "friends", "members": ["ext@elsewhere.net"]}],
+        base_ok())
+    everyone = result[0]
+    assert everyone["name"] == "all"
+    assert everyone["members"] == ["carol@example.com", "friends@example.org", "staff@example.com"]
+    assert everyone["local_members"] == ["carol"]
+
+
+def test_list_names_are_lower_cased_and_may_have_digits_dashes_underscores():
+    assert one_list(name="2024_Board-Room")["address"] == "2024_board-room@example.com"
+    assert one_list(name="x" * 41)["name"] == "x" * 41
+
+
+@pytest.mark.parametrize("size, expected", [(1, 1024), ("10240", 10485760), ("", 0)])
+def test_list_max_message_size_in_bytes(size, expected):
+    assert one_list(max_message_size_kb=size)["max_message_size"] == expected
+
+
+@pytest.mark.parametrize("value, expected", [(True, True), ("no", False), ("Yes", True), ("off", False)])
+def test_list_booleans_accept_extra_vars_words(value, expected):
+    result = one_list(archive=value, reply_to_list=value)
+    assert (result["archive"], result["reply_to_list"]) == (expected, expected)
+
+
+def test_archive_retention_without_archive_is_allowed():
+    result = one_list(archive_retention_days="30")
+    assert (result["archive"], result["archive_retention_days"]) == (False, 30)
+
+
+@pytest.mark.parametrize("posting, subscription", [("Any", "OPEN"), (" moderated ", "Closed")])
+def test_posting_and_subscription_are_case_insensitive(posting, subscription):
+    result = one_list(posting=posting, subscription=subscription, moderators=["alice"])
+    assert (result["posting"], result["subscription"]) == (posting.strip().lower(), subscription.lower())
+
+
+def test_lists_are_stable_whatever_the_input_order():
+    groups = [{"name": "b-group", "members": ["carol", "alice"]}, {"name": "a-group", "members": ["bob"]}]
+    lists = [{"name": "zz", "members": ["x@elsewhere.net", "alice", "a-group@example.com"],
+              "moderators": ["m2@elsewhere.net", "bob"]},
+             {"name": "aa", "members": ["carol", "y@elsewhere.net"]}]
+    expected = qf.qubemail_lists(groups, lists, base_ok())
+    assert [r["name"] for r in expected] == ["a-group", "aa", "b-group", "zz"]
+    reordered_lists = [dict(lists[1]), dict(lists[0], members=lists[0]["members"][::-1],
+                                            moderators=lists[0]["moderators"][::-1])]
+    reordered_groups = [groups[1], dict(groups[0], members=groups[0]["members"][::-1])]
+    assert qf.qubemail_lists(reordered_groups, reordered_lists, base_ok()) == expected
+
+
+def test_lists_do_not_modify_their_input():
+    groups, lists = copy.deepcopy(GROUPS), copy.deepcopy(LISTS)
+    qf.qubemail_lists(groups, lists, base_ok(), {"team": ["alice"]})
+    assert (groups, lists) == (GROUPS, LISTS)
+
+
+def test_lists_reject_input_that_is_not_base_output():
+    with pytest.raises(AnsibleFilterError, match="qubemail_lists: the third argument must be the output of "
+                                                 "qubemail_base"):
+        qf.qubemail_lists([], [], {"users": []})
+
+
+# --------------------------------------------------------------------------
+# qubemail_lists: errors
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, fragment", [
+    ("sales.eu", "no dots"), ("-sales", "matching"), ("_x", "matching"), ("sales+eu", "matching"),
+    ("x" * 42, "matching"), ("", "matching"), ("sales team", "matching"), ("ünïcode", "matching"),
+])
+def test_bad_list_names(name, fragment):
+    lines = list_errors(lists=[{"name": "ok"}, {"name": name}])
+    assert_reported(lines, "qubemail_lists[1].name", repr(name)[:20], fragment)
+
+
+def test_bad_group_name_mentions_the_maildir_folder():
+    lines = list_errors(groups=[{"name": "dev.team"}])
+    assert_reported(lines, "qubemail_groups[0].name", "'dev.team'", "no dots", "'Mailing Lists/NAME'")
+
+
+@pytest.mark.parametrize("name", [42, None, ["x"]])
+def test_list_name_must_be_a_string(name):
+    lines = list_errors(lists=[{"name": name}])
+    assert_reported(lines, "qubemail_lists[0].name", repr(name), "(a string)")
+
+
+def test_missing_list_and_group_names():
+    lines = list_errors(groups=[{"members": ["alice"]}], lists=[{"members": []}])
+    assert_reported(lines, "qubemail_groups[0].name", "missing; every group needs a name")
+    assert_reported(lines, "qubemail_lists[0].name", "missing; every list needs a name")
+
+
+@pytest.mark.parametrize("variable", ["groups", "lists"])
+def test_groups_and_lists_must_be_lists_of_dicts(variable):
+    lines = error_lines(qf.qubemail_lists, *({"groups": ("staff", []), "lists": ([], {"name": "x"})}[variable]),
+                        base_ok())
+    assert_reported(lines, "qubemail_%s = " % variable, "staff" if variable == "groups" else "'name'",
+                    "expected a list")
+    lines = list_errors(**{variable: ["staff"]})
+    assert_reported(lines, "qubemail_%s[0] = " % variable, "'staff'", "expected a dict with at least 'name'")
+
+
+def test_group_list_settings_must_be_a_dict():
+    lines = list_errors(groups=[{"name": "staff", "list": "archive"}])
+    assert_reported(lines, "qubemail_groups[0].list = ", "'archive'", "expected a dict of list settings")
+
+
+def test_unknown_keys_are_reported_with_a_suggestion():
+    lines = list_errors(groups=[{"name": "staff", "member": ["alice"], "list": {"archiv": True, "members": []}}],
+                        lists=[{"name": "notices", "moderator": ["alice"], "subject": "x"}])
+    assert_reported(lines, "qubemail_groups[0]:", "'member'", "unknown key", "did you mean 'members'?")
+    assert_reported(lines, "qubemail_groups[0].list:", "'archiv'", "did you mean 'archive'?")
+    assert_reported(lines, "qubemail_groups[0].list:", "'members'", "unknown key", "allowed keys are description")
+    assert_reported(lines, "qubemail_lists[0]:", "'moderator'", "did you mean 'moderators'?")
+    assert_reported(lines, "qubemail_lists[0]:", "'subject'", "did you mean 'subject_prefix'?")
+
+
+def test_duplicate_group_names_name_both():
+    lines = list_errors(groups=[{"name": "staff"}, {"name": "dev"}, {"name": "Staff"}])
+    assert_reported(lines, "qubemail_groups[2].name", "'Staff'", "duplicate group name, also qubemail_groups[0].name")
+
+
+def test_duplicate_list_names_name_both():
+    lines = list_errors(lists=[{"name": "notices"}, {"name": "NOTICES"}])
+    assert_reported(lines, "qubemail_lists[1].name", "'NOTICES'", "duplicate list name, also qubemail_lists[0].name")
+
+
+def test_list_with_the_name_of_a_group():
+    lines = list_errors(groups=[{"name": "staff"}], lists=[{"name": "staff", "archive": True}])
+    assert_reported(lines, "qubemail_lists[0].name", "'staff'", "group 'staff' (qubemail_groups[0].name)",
+                    "put its settings under qubemail_groups[0].list")
+
+
+@pytest.mark.parametrize("name", ["postmaster", "Postmaster", "MAILER-DAEMON", "root", "list", "mlarchive",
+                                  "MLmmj", "systemd-network"])
+def test_reserved_list_names_case_insensitive(name):
+    lines = list_errors(lists=[{"name": name}])
+    assert_reported(lines, "qubemail_lists[0].name", repr(name), "%r is a reserved name" % name.lower())
+
+
+def test_family_alias_that_is_reserved():
+    lines = list_errors(groups=[{"name": "systemd"}])
+    line = assert_reported(lines, "qubemail_groups[0].name", "'systemd'", "its aliases 'systemd-request'",
+                           "'systemd-unsubscribe' are reserved names")
+    assert "owner-systemd" not in line
+    assert len(lines) == 1
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("alice", "'alice' clashes with the user name 'alice'"),
+    ("Info", "'info' clashes with an alias of user 'bob' in qubemail_users"),
+    ("team", "'team' clashes with the site alias mta_aliases['Team']"),
+])
+def test_list_name_clashes(name, fragment):
+    lines = list_errors(lists=[{"name": name}], mta_aliases={"Team": ["alice"]})
+    assert_reported(lines, "qubemail_lists[0].name", repr(name), fragment)
+
+
+def test_family_alias_clashes_with_a_user_name():
+    base = qf.qubemail_base("mail.example.com", ["example.com"], [user(name="team-join")])
+    lines = list_errors(lists=[{"name": "team"}], base=base)
+    assert_reported(lines, "qubemail_lists[0].name", "'team'",
+                    "its alias 'team-join' clashes with the user name 'team-join'")
+
+
+def test_family_alias_clashes_with_a_user_alias_and_a_site_alias():
+    lines = list_errors(groups=[{"name": "alice"}], lists=[{"name": "dev"}],
+                        mta_aliases={"owner-dev": ["bob"]})
+    assert_reported(lines, "qubemail_lists[0].name", "'dev'",
+                    "its alias 'owner-dev' clashes with the site alias mta_aliases['owner-dev']")
+    base = qf.qubemail_base("mail.example.com", ["example.com"], [user(aliases=["ops-leave"])])
+    lines = list_errors(groups=[{"name": "ops"}], base=base)
+    assert_reported(lines, "qubemail_groups[0].name", "'ops'",
+                    "its alias 'ops-leave' clashes with an alias of user 'dave'")
+
+
+def test_list_name_clashes_with_another_lists_alias_naming_both():
+    lines = list_errors(groups=[{"name": "team"}], lists=[{"name": "team-join"}])
+    assert_reported(lines, "qubemail_lists[0].name", "'team-join'",
+                    "'team-join' is also an alias of group 'team' (qubemail_groups[0].name)")
+    lines = list_errors(groups=[{"name": "team-join"}], lists=[{"name": "team"}])
+    assert_reported(lines, "qubemail_lists[0].name", "'team'",
+                    "its alias 'team-join' clashes with group 'team-join' (qubemail_groups[0].name)")
+
+
+def test_two_lists_sharing_a_family_alias():
+    lines = list_errors(lists=[{"name": "x-owner"}, {"name": "owner-x"}])
+    assert_reported(lines, "qubemail_lists[1].name", "'owner-x'",
+                    "its alias 'owner-x-owner' is also an alias of list 'x-owner' (qubemail_lists[0].name)")
+
+
+def test_alias_with_the_list_name_and_an_extension_would_capture_commands():
+    lines = list_errors(lists=[{"name": "dev"}], mta_aliases={"dev+help": ["alice"]})
+    assert_reported(lines, "qubemail_lists[0].name", "'dev'", "the site alias mta_aliases['dev+help']",
+                    "would capture the list command address 'dev+help'")
+    lines = list_errors(lists=[{"name": "a"}])
+    assert_reported(lines, "qubemail_lists[0].name", "'a'", "an alias of user 'alice' in qubemail_users",
+                    "would capture the list command address 'a+b'")
+
+
+@pytest.mark.parametrize("member, fragment", [
+    ("zed", "unknown user 'zed'"),
+    ("info", "unknown user 'info'; group members must be users defined in qubemail_users "
+             "('info' is an alias of user 'bob': write 'bob')"),
+    ("zed@example.org", "unknown user 'zed'"),
+    ("friend@elsewhere.net", "a group holds users only"),
+    ("notices@example.com", "unknown user 'notices'"),
+    ("bad@", "local@domain"),
+    (7, "expected a user name"),
+])
+def test_group_member_errors(member, fragment):
+    lines = list_errors(groups=[{"name": "staff", "members": ["alice", member]}], lists=[{"name": "notices"}])
+    assert_reported(lines, "qubemail_groups[0].members[1]", repr(member), fragment)
+
+
+@pytest.mark.parametrize("member, fragment", [
+    ("zed", "unknown local member 'zed'"),
+    ("Zed@Example.ORG", "unknown local member 'zed'"),
+    ("alice+lists@example.com", "unknown local member 'alice+lists'"),
+    ("info@example.com", "'info' is an alias of user 'bob': write 'bob'"),
+    ("postmaster@example.com", "unknown local member 'postmaster'"),
+    ("notices-join@example.com", "unknown local member 'notices-join'"),
+    ("other", "to make list 'other' a member write 'other@example.com'"),
+    ("a..b@elsewhere.net", "not a simple dot-atom"),
+    ("friend@localhost", "domain 'localhost'"),
+    ("a@b@elsewhere.net", "local@domain"),
+    (None, "expected a user name or an address local@domain"),
+])
+def test_list_member_errors(member, fragment):
+    lines = list_errors(lists=[{"name": "notices", "members": ["alice", member]}, {"name": "other"}])
+    assert_reported(lines, "qubemail_lists[0].members[1]", repr(member), fragment)
+
+
+@pytest.mark.parametrize("key", ["members", "moderators", "owners"])
+def test_recipient_lists_must_be_lists(key):
+    lines = list_errors(lists=[{"name": "notices", key: "alice"}])
+    assert_reported(lines, "qubemail_lists[0].%s = " % key, "'alice'", "expected a list")
+
+
+@pytest.mark.parametrize("key", ["moderators", "owners"])
+@pytest.mark.parametrize("entry, fragment", [
+    ("zed", "unknown local recipient 'zed'"),
+    ("nobody@example.org", "unknown local recipient 'nobody'"),
+    ("bad address@elsewhere.net", "not a simple dot-atom"),
+    ("x@nodot", "domain 'nodot'"),
+    (3, "expected a user name or an address"),
+])
+def test_moderator_and_owner_errors(key, entry, fragment):
+    lines = list_errors(groups=[{"name": "staff", "list": {key: ["alice", entry]}}])
+    assert_reported(lines, "qubemail_groups[0].list.%s[1]" % key, repr(entry), fragment)
+
+
+@pytest.mark.parametrize("moderators", [None, []])
+def test_moderated_posting_needs_moderators(moderators):
+    lines = list_errors(lists=[{"name": "notices", "posting": "moderated", "moderators": moderators}])
+    assert_reported(lines, "qubemail_lists[0].posting", "'moderated'",
+                    "needs at least one moderator in qubemail_lists[0].moderators")
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("posting", "moderate", "expected one of 'members', 'any', 'moderated' (did you mean 'moderated'?)"),
+    ("posting", "everyone", "expected one of 'members', 'any', 'moderated'"),
+    ("posting", True, "expected one of 'members', 'any', 'moderated'"),
+    ("subscription", "confirmed", "expected one of 'confirm', 'open', 'closed' (did you mean 'confirm'?)"),
+    ("subscription", "private", "expected one of 'confirm', 'open', 'closed'"),
+])
+def test_unknown_posting_and_subscription_values(key, value, fragment):
+    lines = list_errors(groups=[{"name": "staff", "list": {key: value}}], lists=[{"name": "notices", key: value}])
+    assert_reported(lines, "qubemail_groups[0].list.%s" % key, repr(value), fragment)
+    assert_reported(lines, "qubemail_lists[0].%s" % key, repr(value), fragment)
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("max_message_size_kb", 0, "positive integer (kilobytes) or '' for unlimited"),
+    ("max_message_size_kb", "-5", "not a string"),
+    ("max_message_size_kb", "10MB", "not a string"),
+    ("max_message_size_kb", True, "not a boolean"),
+    ("max_message_size_kb", 1.5, "not a float"),
+    ("archive_retention_days", 0, "positive integer (days) or '' to keep forever"),
+    ("archive_retention_days", -1, "positive integer"),
+    ("archive_retention_days", "1y", "not a string"),
+    ("archive_retention_days", False, "not a boolean"),
+    ("reply_to_list", "maybe", "expected a boolean"),
+    ("reply_to_list", 1, "expected a boolean"),
+    ("archive", "enabled", "expected a boolean"),
+    ("archive", 0, "expected a boolean"),
+])
+def test_bad_list_setting_values(key, value, fragment):
+    lines = list_errors(lists=[{"name": "notices", key: value}])
+    assert_reported(lines, "qubemail_lists[0].%s" % key, repr(value), fragment)
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("description", "line one\nline two", "one-line string without newlines or other control characters"),
+    ("description", "bell\x07", "control characters"),
+    ("description", ["x"], "one-line string"),
+    ("subject_prefix", "[notices]\r\nBcc: x@evil.example", "one-line string"),
+    ("subject_prefix", "\t[notices]", "control characters"),
+    ("subject_prefix", "[%s]" % ("n" * 63), "is 65 characters long; at most 64 allowed"),
+    ("subject_prefix", 5, "one-line string"),
+])
+def test_bad_description_and_subject_prefix(key, value, fragment):
+    lines = list_errors(lists=[{"name": "notices", key: value}])
+    assert_reported(lines, "qubemail_lists[0].%s" % key, repr(value)[:30], fragment)
+
+
+def test_subject_prefix_of_64_characters_is_accepted():
+    assert one_list(subject_prefix="p" * 64)["subject_prefix"] == "p" * 64
+
+
+def test_list_cannot_be_its_own_member():
+    lines = list_errors(lists=[{"name": "notices", "members": ["Notices@Example.ORG"]}])
+    assert_reported(lines, "qubemail_lists[0].members[0]", "'Notices@Example.ORG'",
+                    "is the address of list 'notices' itself; a list cannot be its own member")
+
+
+def test_lists_may_contain_each_other():
+    # The loop guard stops a post that comes back; the configuration is valid.
+    result = qf.qubemail_lists([{"name": "staff", "members": ["alice"]}],
+                               [{"name": "la", "members": ["staff@example.com", "lb@example.com"]},
+                                {"name": "lb", "members": ["la@example.com", "ext@elsewhere.net"]}],
+                               base_ok())
+    by_name = {entry["name"]: entry for entry in result}
+    assert by_name["la"]["members"] == ["lb@example.com", "staff@example.com"]
+    assert by_name["lb"]["members"] == ["ext@elsewhere.net", "la@example.com"]
+
+
+def test_site_alias_mlarchive_breaks_archived_lists():
+    lines = list_errors(lists=[{"name": "notices", "archive": True}], mta_aliases={"MLArchive": ["alice"]})
+    assert_reported(lines, "mta_aliases['MLArchive']", "'MLArchive'", "receives the archive copy",
+                    "mlarchive+NAME@example.com")
+    assert qf.qubemail_lists([], [{"name": "notices"}], base_ok(), {"mlarchive": ["alice"]})[0]["archive"] is False
+
+
+def test_mta_aliases_must_be_a_dict():
+    lines = list_errors(lists=[{"name": "notices"}], mta_aliases=["team"])
+    assert_reported(lines, "mta_aliases = ", "['team']", "expected a dict")
+
+
+@pytest.mark.parametrize("name", ["mlarchive", "mlmmj"])
+def test_list_accounts_are_reserved_user_names(name):
+    lines = user_errors(user(name=name))
+    assert_reported(lines, "qubemail_users[0].name", repr(name), "reserved")
+
+
+def test_lists_report_every_error_in_one_message():
+    lines = list_errors(groups=[{"name": "staff", "members": ["zed"], "list": {"archive": "maybe"}},
+                                {"name": "staff"}],
+                        lists=[{"name": "bad.name"}, {"name": "root", "posting": "moderated"},
+                               {"name": "notices", "members": ["x@"], "max_message_size_kb": 0}])
+    assert [line.split(" ")[0].rstrip(":") for line in lines] == [
+        "qubemail_groups[1].name", "qubemail_lists[0].name", "qubemail_lists[1].name",
+        "qubemail_groups[0].members[0]", "qubemail_groups[0].list.archive",
+        "qubemail_lists[1].posting", "qubemail_lists[2].members[0]", "qubemail_lists[2].max_message_size_kb",
+    ]
+
+
+# --------------------------------------------------------------------------
+# qubemail_list_acl
+# --------------------------------------------------------------------------
+
+def acl_lists():
+    return qf.qubemail_lists(
+        [{"name": "staff", "members": ["alice", "bob"], "list": {"archive": True}},
+         {"name": "quiet", "members": ["carol"]}],
+        [{"name": "friends", "members": ["carol", "pal@elsewhere.net", "staff@example.com"], "archive": "yes"},
+         {"name": "empty", "archive": True}],
+        base_ok())
+
+
+def test_list_acl_from_local_members_only():
+    assert qf.qubemail_list_acl(acl_lists()) == [
+        {"mailbox": "Mailing Lists/empty", "users": []},
+        {"mailbox": "Mailing Lists/friends", "users": ["carol"]},
+        {"mailbox": "Mailing Lists/staff", "users": ["alice", "bob"]},
+    ]
+
+
+def test_list_acl_adds_local_self_subscribers():
+    subscribers = {
+        "friends": ["carol@example.com", "Alice@Example.ORG", "bob+lists@example.com", "pal@elsewhere.net",
+                    "mlarchive+friends@example.com", "staff@example.com", "zed@example.com", "bad", 42],
+        "staff": "alice@example.com\nbob@example.com\ncarol@example.com\n",
+        "quiet": ["alice@example.com"],
+        "unknown": ["alice@example.com"],
+    }
+    acl = qf.qubemail_list_acl(acl_lists(), subscribers, ["example.com", "Example.ORG"],
+                               ["alice", "bob", "carol"])
+    assert acl == [
+        {"mailbox": "Mailing Lists/empty", "users": []},
+        {"mailbox": "Mailing Lists/friends", "users": ["alice", "bob", "carol"]},
+        {"mailbox": "Mailing Lists/staff", "users": ["alice", "bob", "carol"]},
+    ]
+
+
+def test_list_acl_needs_domains_for_secondary_domain_subscribers():
+    acl = qf.qubemail_list_acl(acl_lists(), {"empty": ["alice@example.org", "bob@example.com"]})
+    assert acl[0] == {"mailbox": "Mailing Lists/empty", "users": ["bob"]}
+
+
+def test_list_acl_users_filter_accepts_base_users():
+    subscribers = {"empty": ["zed@example.com", "carol@example.com", "friends@example.com"]}
+    assert qf.qubemail_list_acl(acl_lists(), subscribers)[0]["users"] == ["carol", "zed"]
+    assert qf.qubemail_list_acl(acl_lists(), subscribers, None, base_ok()["users"])[0]["users"] == ["carol"]
+
+
+def test_list_acl_never_includes_the_archive_account():
+    lists = acl_lists()
+    lists[0]["local_members"] = ["mlarchive"]
+    acl = qf.qubemail_list_acl(lists, {"empty": ["mlarchive@example.com"]}, None, ["mlarchive"])
+    assert acl[0]["users"] == []
+
+
+def test_list_acl_is_stable_whatever_the_order():
+    lists = acl_lists()
+    subscribers = {"friends": ["bob@example.com", "alice@example.com", "bob@example.com"]}
+    assert qf.qubemail_list_acl(lists[::-1], subscribers) == qf.qubemail_list_acl(lists, subscribers)
+    assert qf.qubemail_list_acl(lists, subscribers)[1]["users"] == ["alice", "bob", "carol"]
+
+
+def test_list_acl_rejects_bad_arguments():
+    with pytest.raises(AnsibleFilterError, match="qubemail_list_acl: the first argument must be the output of "
+                                                 "qubemail_lists"):
+        qf.qubemail_list_acl([{"name": "x"}])
+    with pytest.raises(AnsibleFilterError, match="subscribers must be a dict"):
+        qf.qubemail_list_acl(acl_lists(), ["alice@example.com"])
+
+
+def test_examples_describe_real_list_output():
+    base = qf.qubemail_base("mail.example.com", ["example.com", "example.org"],
+                            [user(name="alice"), user(name="bob")])
+    result = qf.qubemail_lists([{"name": "sales", "members": ["alice"], "list": {"archive": True}}],
+                               [{"name": "friends", "members": ["alice", "Pal@Elsewhere.NET", "sales@example.org"],
+                                 "reply_to_list": "yes"}], base)
+    example = yaml.safe_load("\n".join(
+        line[3:] for line in qf.EXAMPLES.splitlines()
+        if line.startswith("#   - {name: friends") or line.startswith("#      ")).replace("...]}", "]}"))
+    friends = dict(result[0], aliases=result[0]["aliases"][:2])
+    assert example == [friends]
+    acl = qf.qubemail_list_acl(result, {"sales": ["alice@example.com", "bob+lists@example.org"]},
+                               base["domains"], base["users"])
+    assert acl == [{"mailbox": "Mailing Lists/sales", "users": ["alice", "bob"]}]

@@ -1,0 +1,202 @@
+"""Mailing lists end to end, with real SMTP and IMAP sessions: group lists,
+independent lists with external members, policies, archive, loop guard,
+and membership following the inventory. Tests run in file order."""
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+from conftest import header
+from probe import rcpt_codes, subjects, unique_subject, wait_for
+
+testinfra_hosts = ["docker://qubemail-lists-appliance"]
+
+DOMAIN = "qube.test"
+PROJECT = pathlib.Path(__file__).resolve().parents[3]
+SCENARIO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def inbox(probe, user):
+    reply = probe.imap(user)
+    assert reply["login"], reply
+    return reply["messages"]
+
+
+def arrived(probe, user, subject, timeout=40):
+    """The message with `subject` once it is in the user's INBOX, else None."""
+    found = wait_for(lambda: [m for m in inbox(probe, user) if subject in m["subject"]], timeout=timeout)
+    return found[0] if found else None
+
+
+def absent(probe, user, subject, wait=8):
+    time.sleep(wait)
+    return not [m for m in inbox(probe, user) if subject in m["subject"]]
+
+
+def post(probe, sender, list_name, subject, *extra):
+    reply = probe.send(f"{list_name}@{DOMAIN}", *extra, mail_from=f"{sender}@{DOMAIN}", subject=subject)
+    assert rcpt_codes(reply) == [250], reply
+    return reply
+
+
+def subscribers(appliance, list_name):
+    out = appliance.check_output(f"mlmmj-list -L /var/spool/mlmmj/{list_name}")
+    return set(out.split())
+
+
+def test_every_group_and_list_has_a_list(appliance):
+    for name in ["sales", "staff", "friends", "open", "modlist", "small", "loopa", "loopb"]:
+        assert appliance.file(f"/var/spool/mlmmj/{name}/control/listaddress").content_string.strip() == f"{name}@{DOMAIN}"
+    assert subscribers(appliance, "sales") >= {f"alice@{DOMAIN}", f"bob@{DOMAIN}"}
+
+
+def test_group_post_reaches_members_with_list_headers(probe):
+    subject = unique_subject("quarterly numbers")
+    post(probe, "alice", "sales", subject)
+    for user in ["alice", "bob"]:
+        message = arrived(probe, user, subject)
+        assert message, f"{user} did not get the sales post"
+        assert message["subject"].startswith("[sales]")
+        assert header(message, "List-Id") == [f"Sales team <sales.{DOMAIN}>"]
+        assert header(message, "List-Post") == [f"<mailto:sales@{DOMAIN}>"]
+        assert header(message, "List-Unsubscribe") == [f"<mailto:sales+unsubscribe@{DOMAIN}>"]
+        assert header(message, "List-Subscribe") == [f"<mailto:sales+subscribe@{DOMAIN}>"]
+        assert header(message, "List-Help") == [f"<mailto:sales+help@{DOMAIN}>"]
+        assert header(message, "List-Owner") == [f"<mailto:sales+owner@{DOMAIN}>"]
+        # Bounces go to the list, never to the poster.
+        assert header(message, "Return-Path")[0].startswith(f"<sales+bounces-")
+    assert absent(probe, "carol", subject, wait=0)
+
+
+def test_list_post_reaches_external_members(probe, sink):
+    subject = unique_subject("friends news")
+    post(probe, "alice", "friends", subject)
+    assert arrived(probe, "alice", subject)
+
+    def delivered():
+        found = [m for m in sink() if subject in (header(m, "Subject") or [""])[0]]
+        return found if len(found) >= 2 else None
+    found = wait_for(delivered, timeout=40)
+    assert found, "external members did not get the post"
+    rcpts = sorted(header(m, "X-RcptTo")[0] for m in found)
+    assert rcpts == ["ext1@external.test", "ext2@external.test"]
+    for message in found:
+        assert header(message, "X-MailFrom")[0].startswith(f"friends+bounces-")
+        assert header(message, "List-Id") == [f"Friends of the office <friends.{DOMAIN}>"]
+
+
+def test_non_member_post_is_refused_on_a_members_only_list(probe):
+    subject = unique_subject("spam from dave")
+    post(probe, "dave", "friends", subject)
+    notice = arrived(probe, "dave", f"denied: {subject}")  # mlmmj's deny-post notice
+    assert notice, "dave got no notice"
+    assert absent(probe, "alice", subject)
+
+
+def test_moderated_post_waits_for_the_moderator(probe):
+    subject = unique_subject("needs approval")
+    post(probe, "bob", "modlist", subject)
+    request = arrived(probe, "carol", subject)
+    assert request, "the moderator got no moderation request"
+    release = header(request, "Reply-To")[0]
+    assert "modlist+release-" in release
+    assert absent(probe, "alice", subject)
+    address = release.strip("<>").split("<")[-1].rstrip(">")
+    reply = probe.send(address, mail_from=f"carol@{DOMAIN}", subject="Re: " + request["subject"])
+    assert rcpt_codes(reply) == [250]
+    assert arrived(probe, "alice", subject), "the approved post did not reach the members"
+
+
+def test_oversize_post_is_refused_with_a_notice(probe):
+    subject = unique_subject("huge attachment")
+    post(probe, "alice", "small", subject, "--size", 60 * 1024)
+    assert absent(probe, "bob", subject, wait=10)
+    notice = arrived(probe, "alice", f"denied: {subject}")
+    assert notice, "alice got no size notice"
+    assert f"small+owner@{DOMAIN}" in notice["from"]
+
+
+def test_reply_to_list(probe):
+    subject = unique_subject("reply here")
+    post(probe, "bob", "small", subject)
+    message = arrived(probe, "alice", subject)
+    assert message and header(message, "Reply-To") == [f"small@{DOMAIN}"]
+
+
+def test_self_subscription_on_an_open_list(probe, appliance):
+    reply = probe.send(f"open-join@{DOMAIN}", mail_from=f"dave@{DOMAIN}", subject="subscribe")
+    assert rcpt_codes(reply) == [250]
+    assert wait_for(lambda: f"dave@{DOMAIN}" in subscribers(appliance, "open"), timeout=30)
+    subject = unique_subject("open news")
+    post(probe, "bob", "open", subject)
+    assert arrived(probe, "dave", subject)
+
+
+def test_self_subscription_is_refused_on_a_closed_group_list(probe, appliance):
+    reply = probe.send(f"sales-join@{DOMAIN}", mail_from=f"dave@{DOMAIN}", subject="subscribe")
+    assert rcpt_codes(reply) == [250]
+    time.sleep(8)
+    assert f"dave@{DOMAIN}" not in subscribers(appliance, "sales")
+
+
+def test_looping_message_is_not_sent_again(probe, appliance):
+    subject = unique_subject("loop")
+    post(probe, "alice", "loopa", subject)
+    assert arrived(probe, "alice", subject)
+    time.sleep(10)
+    copies = [m for m in inbox(probe, "alice") if subject in m["subject"]]
+    assert len(copies) == 1, [m["subject"] for m in copies]
+
+
+def test_message_carrying_the_lists_own_list_id_is_not_exploded(probe):
+    # A copy that comes back (e.g. from an external list or an auto-forward).
+    subject = unique_subject("came back")
+    post(probe, "alice", "open", subject, "--header", f"List-Id: <open.{DOMAIN}>")
+    assert absent(probe, "bob", subject, wait=10)
+    other = unique_subject("fresh")
+    post(probe, "alice", "open", other, "--header", f"List-Id: <elsewhere.example>")
+    assert arrived(probe, "bob", other)
+
+
+def test_archive_off_stores_nothing(appliance):
+    assert not appliance.file("/var/lib/qubemail/lists/.staff").exists
+    assert "mlarchive+staff@" not in " ".join(subscribers(appliance, "staff"))
+
+
+def test_archive_on_is_readable_by_members_only(probe):
+    subject = unique_subject("for the record")
+    post(probe, "bob", "sales", subject)
+    archive = wait_for(lambda: (r := probe.imap("alice", mailbox="Mailing Lists/sales"))
+                       and any(subject in s for s in subjects(r.get("messages", []))) and r, timeout=40)
+    assert archive, "the post is not in alice's Mailing Lists/sales"
+    assert "Mailing Lists/sales" in archive["mailboxes"]
+    outsider = probe.imap("carol", mailbox="Mailing Lists/sales")
+    assert outsider["login"]
+    assert not any(name.startswith("Mailing Lists") for name in outsider["mailboxes"])
+    assert outsider["select"] != "OK" and not outsider["messages"]
+
+
+def test_removing_a_member_or_a_list_follows_the_inventory(probe, appliance, tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("qubemail:\n  hosts:\n    qubemail-lists-appliance:\n"
+                         "      ansible_connection: community.docker.docker\n")
+    (tmp_path / "group_vars").symlink_to(SCENARIO / "group_vars")
+    # bob leaves sales; the staff group (and so its list) is removed.
+    groups = [{"name": "sales", "members": ["alice"],
+               "list": {"description": "Sales team", "archive": True, "archive_retention_days": 365}}]
+    run = subprocess.run(["ansible-playbook", "-i", str(inventory), str(PROJECT / "playbooks/site.yml"),
+                          "-e", json.dumps({"qubemail_groups": groups})],
+                         capture_output=True, text=True, cwd=PROJECT, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    subject = unique_subject("after bob left")
+    post(probe, "alice", "sales", subject)
+    assert arrived(probe, "alice", subject)
+    assert absent(probe, "bob", subject)
+    # bob no longer sees the sales archive.
+    assert not any(m.startswith("Mailing Lists") for m in probe.imap("bob")["mailboxes"])
+    # staff's delivery stopped; its directory (subscribers) is kept.
+    reply = probe.send(f"staff@{DOMAIN}", mail_from=f"alice@{DOMAIN}")
+    assert rcpt_codes(reply) == [550], reply
+    assert appliance.file("/var/spool/mlmmj/staff/control/listaddress").exists
