@@ -38,6 +38,7 @@ up() {
 qubemail demo appliance is up (container qubemail-demo; `make demo-down` removes it).
   SMTP 127.0.0.1:2525   POP3 127.0.0.1:1110 (STLS), POP3S :1995   IMAP 127.0.0.1:1143 (STARTTLS), IMAPS :1993
   Users: alice / alice-demo-pw  (alias sales@demo.test)     bob / bob-demo-pw     domain demo.test
+  List: team@demo.test (alice, bob), archive in IMAP folder "Mailing Lists/team"
   Self-signed certificate: tell your client to accept it (curl: -k).
 
 POP-before-SMTP in two lines: check mail first, then relay works from your address for 15 minutes.
