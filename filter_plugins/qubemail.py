@@ -771,16 +771,21 @@ def _is_reserved(name):
     return name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
 
 
-def _check_local_part(errors, field, value):
-    """Validate an alias local part; return it lower-cased."""
+def _check_lowercase_name(errors, field, value, pattern, what, why=""):
+    """Validate a name that must match *pattern* once lower-cased; return it lower-cased."""
     if not isinstance(value, str):
-        errors.add(field, value, "expected a local part (a string)")
+        errors.add(field, value, "expected %s (a string)" % what)
         return None
     name = value.lower()
-    if not ALIAS_RE.match(name):
-        errors.add(field, value, "expected a local part matching %s (after lower-casing)" % ALIAS_RE.pattern)
+    if not pattern.match(name):
+        errors.add(field, value, "expected %s matching %s after lower-casing%s" % (what, pattern.pattern, why))
         return None
     return name
+
+
+def _check_local_part(errors, field, value):
+    """Validate an alias local part; return it lower-cased."""
+    return _check_lowercase_name(errors, field, value, ALIAS_RE, "a local part")
 
 
 def _did_you_mean(word, choices):
@@ -1309,16 +1314,9 @@ def _check_line(errors, field, value, max_length=None):
 
 def _check_list_name(errors, field, value):
     """Validate a list (or group) name; return it lower-cased."""
-    if not isinstance(value, str):
-        errors.add(field, value, "expected a list name (a string)")
-        return None
-    name = value.lower()
-    if not LIST_NAME_RE.match(name):
-        errors.add(field, value, "expected a list name matching %s after lower-casing; no dots: the name "
-                                 "is also the archive folder '%sNAME', which a dot would nest"
-                   % (LIST_NAME_RE.pattern, LIST_MAILBOX_PREFIX))
-        return None
-    return name
+    return _check_lowercase_name(errors, field, value, LIST_NAME_RE, "a list name",
+                                 "; no dots: the name is also the archive folder '%sNAME', which a dot "
+                                 "would nest" % LIST_MAILBOX_PREFIX)
 
 
 def _list_entry(errors, field, item, kind):
