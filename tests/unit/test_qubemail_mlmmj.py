@@ -114,8 +114,9 @@ def test_create_from_scratch(env):
     assert (listdir / "index").read_text() == ""
     files = ctl(env)
     assert sorted(files) == sorted(["listaddress", "owner", "moderators", "subonlypost", "tocc", "noarchive",
-                                    "noget", "nolistsubsemail", "smtpport", "delheaders", "customheaders",
-                                    "access"])
+                                    "noget", "nolistsubsemail", "smtpport", "verp", "delheaders",
+                                    "customheaders", "access"])
+    assert files["verp"] == "postfix\n"
     assert files["listaddress"] == "team@example.com\n"
     assert files["owner"] == "admin@example.com\n" and files["moderators"] == "alice@example.com\n"
     assert files["smtpport"] == "10025\n" and files["tocc"] == "" and files["subonlypost"] == ""

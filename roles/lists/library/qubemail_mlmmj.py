@@ -131,6 +131,9 @@ def control_files(lst, smtp_port):
         "prefix": _lines([prefix]) if prefix else None,
         "tocc": "", "noarchive": "", "noget": "", "nolistsubsemail": "",
         "smtpport": _lines([int(smtp_port)]),
+        # Postfix does the VERP (XVERP): one SMTP transaction per 100
+        # recipients instead of one per recipient, same bounce addresses.
+        "verp": _lines(["postfix"]),
         "delheaders": _lines(LIST_HEADERS + (("Reply-To:",) if reply_to else ())),
         "customheaders": _lines(headers),
         "access": _lines(["discard ^X-Loop: " + dotted(address),
