@@ -134,6 +134,18 @@ def test_self_subscription_on_an_open_list(probe, appliance):
     assert arrived(probe, "dave", subject)
 
 
+def test_subscription_to_a_confirm_list_waits_for_the_confirmation(probe, appliance):
+    reply = probe.send(f"friends-subscribe@{DOMAIN}", mail_from=f"carol@{DOMAIN}", subject="subscribe")
+    assert rcpt_codes(reply) == [250]
+    request = wait_for(lambda: [m for m in inbox(probe, "carol")
+                                if any("friends+confsub-" in v for v in header(m, "Reply-To"))], timeout=30)
+    assert request, "carol got no confirmation request"
+    assert f"carol@{DOMAIN}" not in subscribers(appliance, "friends")
+    confirm = header(request[0], "Reply-To")[0].strip("<>")
+    assert rcpt_codes(probe.send(confirm, mail_from=f"carol@{DOMAIN}", subject="confirm")) == [250]
+    assert wait_for(lambda: f"carol@{DOMAIN}" in subscribers(appliance, "friends"), timeout=30)
+
+
 def test_self_subscription_is_refused_on_a_closed_group_list(probe, appliance):
     reply = probe.send(f"sales-join@{DOMAIN}", mail_from=f"dave@{DOMAIN}", subject="subscribe")
     assert rcpt_codes(reply) == [250]
@@ -176,6 +188,16 @@ def test_archive_on_is_readable_by_members_only(probe):
     assert outsider["login"]
     assert not any(name.startswith("Mailing Lists") for name in outsider["mailboxes"])
     assert outsider["select"] != "OK" and not outsider["messages"]
+
+
+def test_retention_keeps_posts_younger_than_the_limit(probe, appliance):
+    # sales keeps 365 days: running the retention job must keep today's posts.
+    before = probe.imap("alice", mailbox="Mailing Lists/sales")["messages"]
+    assert before
+    appliance.check_output("systemctl start qubemail-list-retention.service")
+    assert appliance.service("qubemail-list-retention.timer").is_enabled
+    after = probe.imap("alice", mailbox="Mailing Lists/sales")["messages"]
+    assert subjects(after) == subjects(before)
 
 
 def test_removing_a_member_or_a_list_follows_the_inventory(probe, appliance, tmp_path):
