@@ -53,7 +53,7 @@ def _reply(code_msg):
     return [code, msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)]
 
 
-def _message(mail_from, to, subject, body="Sent by mailprobe.", size=0, extra_headers=()):
+def _message(mail_from, to, subject, body="Sent by mailprobe.", size=0, extra_headers=(), omit=()):
     if size:
         line = "x" * 76 + "\r\n"
         body += "\r\n" + line * (size // len(line) + 1)
@@ -64,6 +64,7 @@ def _message(mail_from, to, subject, body="Sent by mailprobe.", size=0, extra_he
         f"Message-ID: <{time.time_ns()}@mailprobe.test>",
         *extra_headers,
     ]
+    headers = [h for h in headers if h.split(":", 1)[0] not in omit]
     return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode()
 
 
@@ -85,7 +86,8 @@ def cmd_smtp(args):
         if accepted and not args.no_data:
             code, msg = smtp.docmd("DATA")
             if code == 354:
-                message = _message(args.mail_from, args.to[0], args.subject, args.body, args.size, args.header)
+                message = _message(args.mail_from, args.to[0], args.subject, args.body, args.size, args.header,
+                                   args.omit_header)
                 smtp.send(smtplib.quotedata(message.decode()).encode() + b"\r\n.\r\n")
                 code, msg = smtp.getreply()
             out["data"] = _reply((code, msg))
@@ -262,6 +264,7 @@ def main(argv=None):
     smtp.add_argument("--body", default="Sent by mailprobe.")
     smtp.add_argument("--size", type=int, default=0, help="pad the body to about N bytes")
     smtp.add_argument("--header", action="append", default=[], help='extra header line "Name: value"')
+    smtp.add_argument("--omit-header", action="append", default=[], help="leave out this header (From, To...)")
     smtp.add_argument("--starttls", action="store_true")
     smtp.add_argument("--no-data", action="store_true")
 

@@ -70,6 +70,15 @@ def test_group_post_reaches_members_with_list_headers(probe):
     assert absent(probe, "carol", subject, wait=0)
 
 
+def test_post_without_from_header_is_not_lost(probe):
+    # Some scripts send bare messages; Postfix adds From: from the envelope.
+    subject = unique_subject("no from header")
+    post(probe, "alice", "sales", subject, "--omit-header", "From")
+    message = arrived(probe, "bob", subject)
+    assert message, "the post without From: was dropped"
+    assert f"alice@{DOMAIN}" in message["from"]
+
+
 def test_list_post_reaches_external_members(probe, sink):
     subject = unique_subject("friends news")
     post(probe, "alice", "friends", subject)
