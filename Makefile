@@ -39,6 +39,7 @@ molecule:
 bench: setup
 	@bash bench/run.sh
 	@bash bench/run.sh lists
+	@bash bench/run.sh webmail
 
 clean: demo-down
 	rm -rf .cache .pytest_cache

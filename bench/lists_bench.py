@@ -11,17 +11,18 @@ lists brings them up). Prints figures; asserts nothing.
 
 import argparse
 import json
-import os
 import pathlib
 import re
 import subprocess
-import tempfile
+import sys
 import time
 
 APPLIANCE, CLIENT = "qubemail-lists-appliance", "qubemail-lists-client"
 SERVER = "172.30.1.10"
 PROJECT = pathlib.Path(__file__).resolve().parents[1]
 SCENARIO_VARS = PROJECT / "molecule/lists/group_vars"
+sys.path.insert(0, str(PROJECT / "tests" / "integration"))
+from probe import recap_changed, run_site  # noqa: E402
 
 
 def sh(container, *cmd):
@@ -29,20 +30,10 @@ def sh(container, *cmd):
 
 
 def converge(extra_vars):
-    with tempfile.TemporaryDirectory() as tmp:
-        inventory = pathlib.Path(tmp) / "hosts.yml"
-        inventory.write_text(f"qubemail:\n  hosts:\n    {APPLIANCE}:\n      ansible_connection: community.docker.docker\n")
-        (pathlib.Path(tmp) / "group_vars").symlink_to(SCENARIO_VARS)
-        varfile = pathlib.Path(tmp) / "extra.json"
-        varfile.write_text(json.dumps(extra_vars))
-        start = time.monotonic()
-        run = subprocess.run(["ansible-playbook", "-i", str(inventory), "playbooks/site.yml", "-e", f"@{varfile}"],
-                             capture_output=True, text=True, cwd=PROJECT, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
-        elapsed = time.monotonic() - start
+    run, elapsed = run_site(APPLIANCE, extra_vars, SCENARIO_VARS)
     if run.returncode != 0:
         raise SystemExit(run.stdout[-3000:] + run.stderr[-2000:])
-    changed = int(re.search(r"changed=(\d+)", run.stdout[run.stdout.rindex("PLAY RECAP"):]).group(1))
-    return elapsed, changed
+    return elapsed, recap_changed(run.stdout)
 
 
 def fan_out(members):

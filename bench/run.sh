@@ -3,6 +3,7 @@
 # print the figures, destroy the containers (KEEP=1 keeps them).
 #   bench/run.sh            POP-before-SMTP (molecule/default, TTL 120 s)
 #   bench/run.sh lists      mailing lists (molecule/lists)
+#   bench/run.sh webmail    WebMail archive page (molecule/lists, headless Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PWD/.venv/bin:$PATH NO_COLOR=1
@@ -10,6 +11,7 @@ what=${1:-pop-before-smtp}
 [ $# -gt 0 ] && shift
 case "$what" in
     lists) scenario=lists; converge_args=(); bench=bench/lists_bench.py ;;
+    webmail) scenario=lists; converge_args=(); bench=bench/webmail_bench.py ;;
     *) scenario=default; converge_args=(-- -e pop_before_smtp_ttl=120); bench=bench/appliance_bench.py ;;
 esac
 log=$(mktemp)

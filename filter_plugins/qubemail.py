@@ -30,6 +30,10 @@ Filters:
     Mailing lists (mlmmj): one per group plus the independent lists.
 ``qubemail_list_acl(lists, subscribers=None, domains=None, users=None)``
     Dovecot ACL entries for the archive folders ``Mailing Lists/NAME``.
+``qubemail_webmail(settings)``
+    Settings of the WebMail role (Roundcube, Apache).
+``qubemail_php_string(value)``
+    A string as a PHP single-quoted literal, for generated PHP files.
 
 Passwords are never echoed in error messages: ``password`` values are
 redacted entirely and ``password_hash`` values are shown only by their scheme
@@ -52,7 +56,7 @@ short_description: Validate and normalise the qubemail inventory
 version_added: 1.0.0
 author: qubemail project
 description:
-  - This file provides five filters used by the qubemail roles.
+  - This file provides seven filters used by the qubemail roles.
   - P(qubemail_base#filter) checks C(qubemail_hostname), C(qubemail_domains) and C(qubemail_users) and returns the
     appliance name, the mail domains (the first is the primary domain) and the mailbox users sorted by name.
   - P(qubemail_mta#filter) checks the C(mta_*) variables of the mta role against the output of P(qubemail_base#filter)
@@ -62,6 +66,9 @@ description:
     As on the Qube 3, every group automatically has a mailing list of the same name whose members are the group's
     users; independent lists may also have external members. Archiving is off by default.
   - P(qubemail_list_acl#filter) returns who may read each list archive folder C(Mailing Lists/NAME) in Dovecot.
+  - P(qubemail_webmail#filter) checks the C(webmail_*) variables and works out how WebMail reaches Dovecot and
+    Postfix from C(mta_smtp_enabled), C(mta_loopback_port) and C(pop_plaintext_auth_from_loopback).
+  - P(qubemail_php_string#filter) quotes a string as a PHP single-quoted literal (no variable interpolation).
   - "All problems are collected and reported at once in one C(AnsibleFilterError); its message starts with
     C(qubemail: invalid inventory:) and has one line per problem naming the variable and path
     (for example C(qubemail_users[2].aliases[0])), the offending value and what is expected."
@@ -292,6 +299,24 @@ options:
             user name counts.
         type: list
         default: null
+  qubemail_webmail:
+    description: "C({'webmail_enabled': webmail_enabled, ...} | qubemail_webmail)."
+    type: dict
+    suboptions:
+      settings:
+        description:
+          - "Keys: C(webmail_enabled) (bool, default V(false)), C(webmail_https_port) (1-65535, V(443)),
+            C(webmail_http_port) (0-65535, V(80); V(0) = none; must differ from the HTTPS port),
+            C(webmail_hsts_max_age) (seconds, V(0)), C(webmail_product_name) (one line, 1-64 characters),
+            C(webmail_language) (Roundcube code such as V(en_US)), C(webmail_session_lifetime) (minutes, 1-1440,
+            V(30)), C(webmail_max_upload_mb) (1-2048, V(10))."
+          - "Also C(mta_smtp_enabled), C(mta_loopback_port) and C(pop_plaintext_auth_from_loopback): with SMTP off
+            and no loopback listener, WebMail could not send, which is an error when it is enabled."
+        type: dict
+        required: true
+  qubemail_php_string:
+    description: "C(value | qubemail_php_string): the string between single quotes, C(\\) and C(') escaped."
+    type: str
 """
 
 EXAMPLES = r"""
@@ -399,6 +424,11 @@ _value:
     - "P(qubemail_list_acl#filter): a list sorted by C(mailbox) of dicts with C(mailbox) (V(Mailing Lists/NAME)) and
       C(users) (sorted user names: the local members plus the local subscribers, never V(mlarchive)), one per list
       with archive on."
+    - "P(qubemail_webmail#filter): a dict with C(enabled) (bool), C(https_port), C(http_port) (V(0) = none),
+      C(hsts_max_age) (V(0) = no header), C(product_name), C(language), C(session_lifetime) (minutes),
+      C(max_upload_mb), C(imap_host) (V(127.0.0.1:143) or V(tls://127.0.0.1:143)) and C(smtp_host)
+      (V(127.0.0.1:25) or V(127.0.0.1:<mta_loopback_port>))."
+    - "P(qubemail_php_string#filter): the quoted string, e.g. V('it\\'s') for V(it's)."
   type: raw
 """
 
@@ -484,6 +514,23 @@ POP_BEFORE_SMTP_DEFAULTS = {
     "pop_before_smtp_ttl": 900,
     "pop_before_smtp_never_authorize": [],
 }
+WEBMAIL_DEFAULTS = {
+    "webmail_enabled": False,
+    "webmail_https_port": 443,
+    "webmail_http_port": 80,
+    "webmail_hsts_max_age": 0,
+    "webmail_product_name": "Qube WebMail",
+    "webmail_language": "en_US",
+    "webmail_session_lifetime": 30,
+    "webmail_max_upload_mb": 10,
+    # How WebMail reaches Postfix and Dovecot on this host depends on them.
+    "mta_smtp_enabled": True,
+    "mta_loopback_port": 10025,
+    "pop_plaintext_auth_from_loopback": True,
+}
+#: Roundcube language codes: en_US, de, pt_BR, zh_TW, sr_cyrl, ...
+WEBMAIL_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
+MAX_PRODUCT_NAME = 64
 
 #: List names: also a Maildir++ folder ``.NAME`` of the archive namespace, so
 #: no dots (a dot would nest the folder), and no ``+`` (recipient delimiter).
@@ -1231,6 +1278,68 @@ def qubemail_pop_before_smtp(settings):
 
 
 # --------------------------------------------------------------------------
+# qubemail_webmail
+# --------------------------------------------------------------------------
+
+def qubemail_webmail(settings):
+    """Validate the WebMail settings.
+
+    Returns ``{"enabled", "https_port", "http_port", "hsts_max_age",
+    "product_name", "language", "session_lifetime", "max_upload_mb",
+    "imap_host", "smtp_host"}``.  ``http_port`` 0 means nothing answers plain
+    HTTP.  ``imap_host`` is plain IMAP on loopback, or STARTTLS
+    (``tls://``) when Dovecot refuses plaintext passwords even there;
+    ``smtp_host`` is Postfix's port 25, or its loopback listener when SMTP is
+    off.
+    """
+    errors = _Errors()
+    s = _settings(errors, "settings", settings, WEBMAIL_DEFAULTS)
+    result = {
+        "enabled": _check_bool(errors, "webmail_enabled", s["webmail_enabled"]),
+        "https_port": _check_int(errors, "webmail_https_port", s["webmail_https_port"], 1, 65535),
+        "http_port": _check_int(errors, "webmail_http_port", s["webmail_http_port"], 0, 65535,
+                                " (0: nothing listens for plain HTTP)"),
+        "hsts_max_age": _check_int(errors, "webmail_hsts_max_age", s["webmail_hsts_max_age"], 0,
+                                   unit=" (seconds; 0: no Strict-Transport-Security header)"),
+        "product_name": _check_line(errors, "webmail_product_name", s["webmail_product_name"],
+                                    MAX_PRODUCT_NAME),
+        "language": None,
+        "session_lifetime": _check_int(errors, "webmail_session_lifetime", s["webmail_session_lifetime"],
+                                       1, 24 * 60, " (minutes)"),
+        "max_upload_mb": _check_int(errors, "webmail_max_upload_mb", s["webmail_max_upload_mb"], 1, 2048,
+                                    " (MiB)"),
+    }
+    language = s["webmail_language"]
+    if isinstance(language, str) and WEBMAIL_LANGUAGE_RE.match(language):
+        result["language"] = language
+    else:
+        errors.add("webmail_language", language, "expected a Roundcube language code such as en_US, de_DE or fr_FR")
+    if result["product_name"] is not None and not result["product_name"].strip():
+        errors.add("webmail_product_name", s["webmail_product_name"], "must not be empty")
+    if result["https_port"] is not None and result["https_port"] == result["http_port"]:
+        errors.add("webmail_http_port", s["webmail_http_port"],
+                   "must differ from webmail_https_port (use 0 to answer no plain HTTP)")
+    smtp_enabled = _check_bool(errors, "mta_smtp_enabled", s["mta_smtp_enabled"])
+    loopback_port = _check_int(errors, "mta_loopback_port", s["mta_loopback_port"], 0, 65535)
+    plaintext = _check_bool(errors, "pop_plaintext_auth_from_loopback", s["pop_plaintext_auth_from_loopback"])
+    result["imap_host"] = "127.0.0.1:143" if plaintext else "tls://127.0.0.1:143"
+    result["smtp_host"] = "127.0.0.1:25" if smtp_enabled else "127.0.0.1:%s" % loopback_port
+    if result["enabled"] and smtp_enabled is False and loopback_port == 0:
+        errors.add("mta_loopback_port", s["mta_loopback_port"],
+                   "WebMail needs a way to send mail: with mta_smtp_enabled false, keep Postfix's loopback "
+                   "listener (for example 10025) or set webmail_enabled to false")
+    errors.raise_if_any()
+    return result
+
+
+def qubemail_php_string(value):
+    """Quote *value* as a PHP single-quoted string literal (no interpolation)."""
+    if not isinstance(value, str):
+        raise AnsibleFilterError("qubemail_php_string: expected a string, not %s" % _show(value))
+    return "'%s'" % value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+# --------------------------------------------------------------------------
 # qubemail_lists
 # --------------------------------------------------------------------------
 
@@ -1592,4 +1701,6 @@ class FilterModule(object):
             "qubemail_pop_before_smtp": qubemail_pop_before_smtp,
             "qubemail_lists": qubemail_lists,
             "qubemail_list_acl": qubemail_list_acl,
+            "qubemail_webmail": qubemail_webmail,
+            "qubemail_php_string": qubemail_php_string,
         }

@@ -8,11 +8,46 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 NAME=qubemail-demo
 IMAGE=${QUBEMAIL_BASE_IMAGE:-qubemail/debian12-systemd:2}
 # host port -> container port
-PORTS=(2525:25 1110:110 1995:995 1143:143 1993:993)
+PORTS=(2525:25 1110:110 1995:995 1143:143 1993:993 8443:443)
 
 down() {
     docker rm -f "$NAME" >/dev/null 2>&1 || true
     echo "demo appliance removed"
+}
+
+# One thread in the team archive, so a newcomer finds it in WebMail at first
+# login. Only into an empty archive: re-running `make demo` adds nothing.
+seed_archive() {
+    local count
+    count=$(docker exec "$NAME" doveadm -f flow mailbox status -u alice messages "Mailing Lists/team" 2>/dev/null \
+            | sed -n 's/.*messages=\([0-9]*\).*/\1/p')
+    [ "${count:-}" = 0 ] || return 0
+    docker exec -i "$NAME" /usr/sbin/sendmail -f alice@demo.test team@demo.test <<'MAIL'
+From: Alice Demo <alice@demo.test>
+To: team@demo.test
+Subject: Welcome to the team list
+Message-ID: <welcome.1@demo.test>
+
+Hello team,
+
+everything sent to team@demo.test reaches all of us, and a copy is kept in
+WebMail under "Mailing Lists" -> team. Reply to this message to see a thread.
+
+Alice
+MAIL
+    sleep 2
+    docker exec -i "$NAME" /usr/sbin/sendmail -f bob@demo.test team@demo.test <<'MAIL'
+From: Bob Demo <bob@demo.test>
+To: team@demo.test
+Subject: Re: Welcome to the team list
+Message-ID: <welcome.2@demo.test>
+In-Reply-To: <welcome.1@demo.test>
+References: <welcome.1@demo.test>
+
+Thanks Alice, found it.
+
+Bob
+MAIL
 }
 
 up() {
@@ -33,13 +68,16 @@ up() {
     fi
     cd "$here"
     ansible-playbook -i inventory/demo playbooks/site.yml "$@"
+    seed_archive
     cat <<'HOWTO'
 
 qubemail demo appliance is up (container qubemail-demo; `make demo-down` removes it).
+  WebMail https://127.0.0.1:8443/   log in as alice or bob: "Mailing Lists" -> team holds a thread;
+                                    carol is in no list and has no "Mailing Lists"
   SMTP 127.0.0.1:2525   POP3 127.0.0.1:1110 (STLS), POP3S :1995   IMAP 127.0.0.1:1143 (STARTTLS), IMAPS :1993
-  Users: alice / alice-demo-pw  (alias sales@demo.test)     bob / bob-demo-pw     domain demo.test
-  List: team@demo.test (alice, bob), archive in IMAP folder "Mailing Lists/team"
-  Self-signed certificate: tell your client to accept it (curl: -k).
+  Users: alice / alice-demo-pw  (alias sales@demo.test)   bob / bob-demo-pw   carol / carol-demo-pw
+  Domain demo.test. List: team@demo.test (alice, bob), archived in "Mailing Lists/team"
+  Self-signed certificate: tell your browser or client to accept it (curl: -k).
 
 POP-before-SMTP in two lines: check mail first, then relay works from your address for 15 minutes.
   curl -k --ssl-reqd pop3://127.0.0.1:1110/ -u alice:alice-demo-pw

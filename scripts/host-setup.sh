@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this machine to run the appliance in containers: Docker engine and
 # debootstrap from Debian, a running dockerd, the local Debian 12 base image,
-# and the project's Python venv. Safe to re-run: every step checks first.
+# Debian's Chromium and chromedriver for the WebMail browser tests, and the
+# project's Python venv. Safe to re-run: every step checks first.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +16,7 @@ log() { printf '[host-setup] %s\n' "$*" >&2; }
 need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
+command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium chromium-driver)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]} from Debian"
     export DEBIAN_FRONTEND=noninteractive

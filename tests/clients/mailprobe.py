@@ -163,6 +163,10 @@ def cmd_imap(args):
         out["login"] = True
         _, listing = imap.list()
         out["mailboxes"] = [_mailbox_name(line) for line in listing if line]
+        _, listing = imap.lsub()
+        out["subscribed"] = [_mailbox_name(line) for line in listing if line]
+        # STATUS must not tell a reader without rights anything either.
+        out["status"], _ = imap.status(f'"{args.mailbox}"', "(MESSAGES)")
         status, _ = imap.select(f'"{args.mailbox}"', readonly=True)
         out["select"] = status
         raw = []

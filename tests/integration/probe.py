@@ -1,12 +1,20 @@
-"""Helpers shared by the molecule scenarios' testinfra tests: real mail
-sessions run from a client container with tests/clients/mailprobe.py."""
+"""Helpers shared by the molecule scenarios' testinfra tests and the
+benches: real mail sessions run from a client container with
+tests/clients/mailprobe.py, and re-runs of the site playbook."""
 
 import json
+import os
+import pathlib
+import re
 import shlex
+import subprocess
+import tempfile
 import time
 import uuid
 
 import testinfra
+
+PROJECT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def host(name):
@@ -64,3 +72,26 @@ def wait_for(predicate, timeout=30, interval=0.5):
 
 def subjects(messages):
     return [m["subject"] for m in messages]
+
+
+def run_site(container, extra_vars, group_vars=None):
+    """Run playbooks/site.yml on `container` (docker connection) with
+    `extra_vars`; `group_vars` is a scenario's group_vars directory, used as
+    the inventory's. Returns (CompletedProcess with text output, seconds)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        (tmp / "hosts.yml").write_text(f"qubemail:\n  hosts:\n    {container}:\n"
+                                       "      ansible_connection: community.docker.docker\n")
+        if group_vars:
+            (tmp / "group_vars").symlink_to(group_vars)
+        (tmp / "extra.json").write_text(json.dumps(extra_vars))
+        start = time.monotonic()
+        run = subprocess.run(["ansible-playbook", "-i", str(tmp / "hosts.yml"), str(PROJECT / "playbooks/site.yml"),
+                              "-e", f"@{tmp / 'extra.json'}"],
+                             capture_output=True, text=True, cwd=PROJECT, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+        return run, time.monotonic() - start
+
+
+def recap_changed(output):
+    """changed=N of the PLAY RECAP in ansible-playbook's output."""
+    return int(re.search(r"changed=(\d+)", output[output.rindex("PLAY RECAP"):]).group(1))

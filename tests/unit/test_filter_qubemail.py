@@ -92,13 +92,15 @@ def user(**fields):
 # plugin wiring and documentation
 # --------------------------------------------------------------------------
 
-def test_filter_module_exposes_the_five_filters():
+def test_filter_module_exposes_the_seven_filters():
     assert qf.FilterModule().filters() == {
         "qubemail_base": qf.qubemail_base,
         "qubemail_mta": qf.qubemail_mta,
         "qubemail_pop_before_smtp": qf.qubemail_pop_before_smtp,
         "qubemail_lists": qf.qubemail_lists,
         "qubemail_list_acl": qf.qubemail_list_acl,
+        "qubemail_webmail": qf.qubemail_webmail,
+        "qubemail_php_string": qf.qubemail_php_string,
     }
 
 
@@ -1339,3 +1341,90 @@ def test_examples_describe_real_list_output():
     acl = qf.qubemail_list_acl(result, {"sales": ["alice@example.com", "bob+lists@example.org"]},
                                base["domains"], base["users"])
     assert acl == [{"mailbox": "Mailing Lists/sales", "users": ["alice", "bob"]}]
+
+
+# --------------------------------------------------------------------------
+# qubemail_webmail and qubemail_php_string
+# --------------------------------------------------------------------------
+
+def webmail_errors(**settings):
+    return error_lines(qf.qubemail_webmail, settings)
+
+
+def test_webmail_defaults_are_off_and_local():
+    assert qf.qubemail_webmail({}) == {
+        "enabled": False, "https_port": 443, "http_port": 80, "hsts_max_age": 0,
+        "product_name": "Qube WebMail", "language": "en_US", "session_lifetime": 30, "max_upload_mb": 10,
+        "imap_host": "127.0.0.1:143", "smtp_host": "127.0.0.1:25",
+    }
+
+
+def test_webmail_accepts_extra_vars_strings():
+    # `-e webmail_enabled=true -e webmail_https_port=8443` gives strings.
+    result = qf.qubemail_webmail({"webmail_enabled": "true", "webmail_https_port": "8443", "webmail_http_port": "0"})
+    assert (result["enabled"], result["https_port"], result["http_port"]) == (True, 8443, 0)
+
+
+def test_webmail_uses_starttls_when_dovecot_refuses_plaintext_on_loopback():
+    assert qf.qubemail_webmail({"pop_plaintext_auth_from_loopback": False})["imap_host"] == "tls://127.0.0.1:143"
+
+
+def test_webmail_sends_through_the_loopback_listener_when_smtp_is_off():
+    result = qf.qubemail_webmail({"mta_smtp_enabled": False, "mta_loopback_port": 10025})
+    assert result["smtp_host"] == "127.0.0.1:10025"
+
+
+def test_webmail_without_any_smtp_listener_is_an_error_only_when_enabled():
+    settings = {"mta_smtp_enabled": False, "mta_loopback_port": 0}
+    qf.qubemail_webmail(settings)  # off: nothing to send with, nothing to complain about
+    lines = webmail_errors(webmail_enabled=True, **settings)
+    assert len(lines) == 1 and lines[0].startswith("mta_loopback_port = 0: WebMail needs a way to send mail")
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("webmail_enabled", "maybe", "webmail_enabled = 'maybe': expected a boolean (true or false)"),
+    ("webmail_https_port", 0, "webmail_https_port = 0: expected an integer from 1 to 65535"),
+    ("webmail_https_port", 70000, "webmail_https_port = 70000: expected an integer from 1 to 65535"),
+    ("webmail_http_port", 443, "webmail_http_port = 443: must differ from webmail_https_port "
+                               "(use 0 to answer no plain HTTP)"),
+    ("webmail_http_port", -1, "webmail_http_port = -1: expected an integer from 0 to 65535 "
+                              "(0: nothing listens for plain HTTP)"),
+    ("webmail_hsts_max_age", True, "webmail_hsts_max_age = True: expected an integer of at least 0 "
+                                   "(seconds; 0: no Strict-Transport-Security header), not a boolean"),
+    ("webmail_product_name", "Qube\nWebMail", "webmail_product_name = 'Qube\\nWebMail': expected a one-line "
+                                              "string without newlines or other control characters"),
+    ("webmail_product_name", "  ", "webmail_product_name = '  ': must not be empty"),
+    ("webmail_product_name", "x" * 65, "webmail_product_name = '%s': is 65 characters long; at most 64 allowed"
+     % ("x" * 65)),
+    ("webmail_language", "English", "webmail_language = 'English': expected a Roundcube language code such as "
+                                    "en_US, de_DE or fr_FR"),
+    ("webmail_language", "en_US'; system('id')", None),
+    ("webmail_session_lifetime", 0, "webmail_session_lifetime = 0: expected an integer from 1 to 1440 (minutes)"),
+    ("webmail_max_upload_mb", "10M", "webmail_max_upload_mb = '10M': expected an integer from 1 to 2048 (MiB), "
+                                     "not a string"),
+])
+def test_webmail_bad_values_name_the_field(field, value, expected):
+    lines = webmail_errors(**{field: value})
+    assert len(lines) == 1 and lines[0].startswith(field + " = ")
+    if expected:
+        assert lines == [expected]
+
+
+def test_webmail_reports_every_problem_at_once():
+    lines = webmail_errors(webmail_enabled="perhaps", webmail_https_port="https", webmail_language="")
+    assert [line.split(" = ")[0] for line in lines] == ["webmail_enabled", "webmail_https_port", "webmail_language"]
+
+
+@pytest.mark.parametrize("value, literal", [
+    ("Qube WebMail", "'Qube WebMail'"),
+    ("it's", "'it\\'s'"),
+    ("back\\slash", "'back\\\\slash'"),
+    ("$config['x'] = 1; ?>", "'$config[\\'x\\'] = 1; ?>'"),
+])
+def test_php_string_quotes_without_interpolation(value, literal):
+    assert qf.qubemail_php_string(value) == literal
+
+
+def test_php_string_refuses_non_strings():
+    with pytest.raises(qf.AnsibleFilterError, match="qubemail_php_string: expected a string"):
+        qf.qubemail_php_string(42)

@@ -27,6 +27,7 @@ def test_shipped_inventory_is_valid(path):
                             variables["qubemail_users"])
     qf.qubemail_mta(prefixed(variables, "mta_"), base)
     qf.qubemail_pop_before_smtp(prefixed(variables, "pop_before_smtp_"))
+    qf.qubemail_webmail(prefixed(variables, "webmail_"))
     lists = qf.qubemail_lists(variables.get("qubemail_groups", []), variables.get("qubemail_lists", []),
                               base, variables.get("mta_aliases"))
     # Every group has its list.

@@ -1,0 +1,111 @@
+"""A real browser on WebMail: Debian's Chromium, headless, driven by Selenium
+through Debian's chromedriver (nothing is downloaded). Used by the molecule
+lists scenario's browser tests, bench/webmail_bench.py and
+scripts/webmail-screenshot.py.
+
+Element ids are Roundcube 1.6's (elastic skin): the login form's
+rcmloginuser / rcmloginpwd / rcmloginsubmit, the folder pane #mailboxlist
+whose links carry the IMAP folder name in rel="...", the message list
+#messagelist and the preview frame #messagecontframe."""
+
+import contextlib
+import shutil
+
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-sync", "--disable-background-networking", "--disable-component-update",
+    # The appliance's certificate is self-signed.
+    "--ignore-certificate-errors", "--window-size=1280,800",
+]
+
+
+@contextlib.contextmanager
+def browser():
+    """A fresh headless Chromium session (no cookies, no cache)."""
+    if not shutil.which(CHROMEDRIVER):
+        raise RuntimeError(f"{CHROMEDRIVER} is missing: run scripts/host-setup.sh (apt chromium-driver)")
+    options = webdriver.ChromeOptions()
+    for flag in FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class WebMail:
+    """One user's WebMail session in `driver`."""
+
+    def __init__(self, driver, url, timeout=30):
+        self.driver = driver
+        self.url = url
+        # Pages replace their elements while loading: look again.
+        self.wait = WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException])
+
+    def login(self, user, password):
+        """Submit the login form; True once the folder pane shows, False on
+        Roundcube's login error."""
+        self.driver.get(self.url)
+        self.wait.until(EC.element_to_be_clickable((By.ID, "rcmloginuser"))).send_keys(user)
+        self.driver.find_element(By.ID, "rcmloginpwd").send_keys(password)
+        self.driver.find_element(By.ID, "rcmloginsubmit").click()
+        self.wait.until(lambda d: d.find_elements(By.ID, "mailboxlist") or self.login_error())
+        return bool(self.driver.find_elements(By.ID, "mailboxlist"))
+
+    def login_error(self):
+        """The text of the login error message, if one is shown."""
+        try:
+            shown = self.driver.find_elements(By.CSS_SELECTOR, "#messagestack .error, #messagestack div")
+            return " ".join(e.text for e in shown if e.text).strip()
+        except StaleElementReferenceException:  # the page is changing
+            return ""
+
+    def folders(self):
+        """IMAP names of the folders in the left pane, e.g. 'Mailing Lists/sales'."""
+        self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#mailboxlist a[rel]")))
+        return [a.get_attribute("rel") for a in self.driver.find_elements(By.CSS_SELECTOR, "#mailboxlist a[rel]")]
+
+    def folder_pane_text(self):
+        return self.driver.find_element(By.ID, "mailboxlist").text
+
+    def open_folder(self, name, expect_subject):
+        """Click folder `name`; wait until `expect_subject` is in the message list."""
+        link = f'#mailboxlist a[rel="{name}"]'
+        self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, link))).click()
+        self.wait.until(EC.text_to_be_present_in_element((By.ID, "messagelist"), expect_subject))
+
+    def thread_mode(self):
+        """True when the message list is in thread view (Roundcube's own flag)."""
+        return self.driver.execute_script("return rcmail.env.threading") is True
+
+    def list_footer(self):
+        """The pager text, e.g. 'Threads 1 to 1 of 1'."""
+        return self.driver.find_element(By.CSS_SELECTOR, "#layout-list .pagenav-text, #rcmcountdisplay").text
+
+    def subjects(self):
+        return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, "#messagelist td.subject span.subject")]
+
+    def read(self, subject):
+        """Open the message with `subject` in the preview; return its body text."""
+        rows = self.driver.find_elements(By.CSS_SELECTOR, "#messagelist tbody tr")
+        row = next(r for r in rows if subject in r.text)
+        row.find_element(By.CSS_SELECTOR, "td.subject").click()
+        self.wait.until(EC.frame_to_be_available_and_switch_to_it((By.ID, "messagecontframe")))
+        try:
+            body = self.wait.until(EC.visibility_of_element_located((By.ID, "messagebody")))
+            return body.text
+        finally:
+            self.driver.switch_to.default_content()
+
+    def logged_out(self):
+        return bool(self.driver.find_elements(By.ID, "rcmloginuser"))
+
