@@ -77,11 +77,17 @@ class WebMail:
     def folder_pane_text(self):
         return self.driver.find_element(By.ID, "mailboxlist").text
 
-    def open_folder(self, name, expect_subject):
-        """Click folder `name`; wait until `expect_subject` is in the message list."""
+    def open_folder(self, name, expect_subject=None):
+        """Click folder `name`; wait until `expect_subject` is in the message
+        list, or else until Roundcube has listed the folder's first page."""
         link = f'#mailboxlist a[rel="{name}"]'
         self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, link))).click()
-        self.wait.until(EC.text_to_be_present_in_element((By.ID, "messagelist"), expect_subject))
+        if expect_subject:
+            self.wait.until(EC.text_to_be_present_in_element((By.ID, "messagelist"), expect_subject))
+        else:
+            self.wait.until(lambda d: d.execute_script(
+                "return rcmail.env.mailbox == arguments[0] && !rcmail.busy"
+                " && rcmail.message_list.rowcount > 0", name))
 
     def thread_mode(self):
         """True when the message list is in thread view (Roundcube's own flag)."""
@@ -105,6 +111,17 @@ class WebMail:
             return body.text
         finally:
             self.driver.switch_to.default_content()
+
+    def send(self, to, subject, body):
+        """Compose and send a message; return Roundcube's status line."""
+        self.driver.get(self.url + "?_task=mail&_action=compose")
+        recipients = (By.CSS_SELECTOR, "#compose_to .recipient-input input")
+        self.wait.until(EC.element_to_be_clickable(recipients)).send_keys(to + ", ")
+        self.driver.find_element(By.ID, "compose-subject").send_keys(subject)
+        self.driver.find_element(By.ID, "composebody").send_keys(body)
+        self.driver.find_element(By.CSS_SELECTOR, "button.send").click()
+        status = (By.CSS_SELECTOR, "#messagestack .confirmation, #messagestack .error")
+        return self.wait.until(EC.visibility_of_element_located(status)).text
 
     def logged_out(self):
         return bool(self.driver.find_elements(By.ID, "rcmloginuser"))

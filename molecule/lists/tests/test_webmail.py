@@ -92,6 +92,16 @@ def test_member_reads_the_archived_thread(session, thread):
     assert thread["body"] in session.read(f"[sales] {thread['subject']}")
 
 
+def test_user_sends_mail_through_webmail(session, probe):
+    subject = f"Lunch {uuid.uuid4().hex[:8]}"
+    assert session.login("alice", PASSWORDS["alice"]), session.login_error()
+    assert session.send(f"carol@{DOMAIN}", subject, "Sent from WebMail.") == "Message sent successfully."
+    found = wait_for(lambda: [m for m in probe.imap("carol")["messages"] if m["subject"] == subject], timeout=30)
+    assert found, "the message sent from WebMail did not arrive"
+    assert f"alice@{DOMAIN}" in found[0]["from"]
+    assert subject in subjects(probe.imap("alice", mailbox="Sent")["messages"])
+
+
 def test_non_member_has_no_mailing_lists(session, thread):
     assert session.login("carol", PASSWORDS["carol"]), session.login_error()
     folders = session.folders()
