@@ -66,8 +66,8 @@ description:
     As on the Qube 3, every group automatically has a mailing list of the same name whose members are the group's
     users; independent lists may also have external members. Archiving is off by default.
   - P(qubemail_list_acl#filter) returns who may read each list archive folder C(Mailing Lists/NAME) in Dovecot.
-  - P(qubemail_webmail#filter) checks the C(webmail_*) variables and works out how WebMail reaches Dovecot and
-    Postfix from C(mta_smtp_enabled), C(mta_loopback_port) and C(pop_plaintext_auth_from_loopback).
+  - P(qubemail_webmail#filter) checks the C(webmail_*) variables and works out how WebMail reaches Dovecot from
+    C(pop_plaintext_auth_from_loopback).
   - P(qubemail_php_string#filter) quotes a string as a PHP single-quoted literal (no variable interpolation).
   - "All problems are collected and reported at once in one C(AnsibleFilterError); its message starts with
     C(qubemail: invalid inventory:) and has one line per problem naming the variable and path
@@ -310,8 +310,8 @@ options:
             C(webmail_hsts_max_age) (seconds, V(0)), C(webmail_product_name) (one line, 1-64 characters),
             C(webmail_language) (Roundcube code such as V(en_US)), C(webmail_session_lifetime) (minutes, 1-1440,
             V(30)), C(webmail_max_upload_mb) (1-2048, V(10))."
-          - "Also C(mta_smtp_enabled), C(mta_loopback_port) and C(pop_plaintext_auth_from_loopback): with SMTP off
-            and no loopback listener, WebMail could not send, which is an error when it is enabled."
+          - "Also C(mta_loopback_port) and C(pop_plaintext_auth_from_loopback). The web ports may not be those of the
+            mail services (25, 110, 143, 993, 995, 10031, 10032, C(mta_loopback_port))."
         type: dict
         required: true
   qubemail_php_string:
@@ -427,7 +427,7 @@ _value:
     - "P(qubemail_webmail#filter): a dict with C(enabled) (bool), C(https_port), C(http_port) (V(0) = none),
       C(hsts_max_age) (V(0) = no header), C(product_name), C(language), C(session_lifetime) (minutes),
       C(max_upload_mb), C(imap_host) (V(127.0.0.1:143) or V(tls://127.0.0.1:143)) and C(smtp_host)
-      (V(127.0.0.1:25) or V(127.0.0.1:<mta_loopback_port>))."
+      (V(127.0.0.1:25))."
     - "P(qubemail_php_string#filter): the quoted string, e.g. V('it\\'s') for V(it's)."
   type: raw
 """
@@ -523,11 +523,13 @@ WEBMAIL_DEFAULTS = {
     "webmail_language": "en_US",
     "webmail_session_lifetime": 30,
     "webmail_max_upload_mb": 10,
-    # How WebMail reaches Postfix and Dovecot on this host depends on them.
-    "mta_smtp_enabled": True,
+    # How WebMail reaches Dovecot, and the ports it must leave alone.
     "mta_loopback_port": 10025,
     "pop_plaintext_auth_from_loopback": True,
 }
+#: Ports the appliance's mail services use: SMTP, POP3(S), IMAP(S), the
+#: POP-before-SMTP daemon's policy and report listeners.
+MAIL_PORTS = (25, 110, 143, 993, 995, 10031, 10032)
 #: Roundcube language codes: en_US, de, pt_BR, zh_TW, sr_cyrl, ...
 WEBMAIL_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
 MAX_PRODUCT_NAME = 64
@@ -1289,8 +1291,8 @@ def qubemail_webmail(settings):
     "imap_host", "smtp_host"}``.  ``http_port`` 0 means nothing answers plain
     HTTP.  ``imap_host`` is plain IMAP on loopback, or STARTTLS
     (``tls://``) when Dovecot refuses plaintext passwords even there;
-    ``smtp_host`` is Postfix's port 25, or its loopback listener when SMTP is
-    off.
+    ``smtp_host`` is Postfix's port 25 on loopback (it stays there when SMTP
+    is off), with every restriction of main.cf.
     """
     errors = _Errors()
     s = _settings(errors, "settings", settings, WEBMAIL_DEFAULTS)
@@ -1319,15 +1321,16 @@ def qubemail_webmail(settings):
     if result["https_port"] is not None and result["https_port"] == result["http_port"]:
         errors.add("webmail_http_port", s["webmail_http_port"],
                    "must differ from webmail_https_port (use 0 to answer no plain HTTP)")
-    smtp_enabled = _check_bool(errors, "mta_smtp_enabled", s["mta_smtp_enabled"])
     loopback_port = _check_int(errors, "mta_loopback_port", s["mta_loopback_port"], 0, 65535)
+    taken = set(MAIL_PORTS) | ({loopback_port} if loopback_port else set())
+    for field in ("https_port", "http_port"):
+        if result[field] and result[field] in taken:
+            errors.add("webmail_" + field, s["webmail_" + field],
+                       "is a port of the mail services (%s); choose another"
+                       % ", ".join(str(p) for p in sorted(taken)))
     plaintext = _check_bool(errors, "pop_plaintext_auth_from_loopback", s["pop_plaintext_auth_from_loopback"])
     result["imap_host"] = "127.0.0.1:143" if plaintext else "tls://127.0.0.1:143"
-    result["smtp_host"] = "127.0.0.1:25" if smtp_enabled else "127.0.0.1:%s" % loopback_port
-    if result["enabled"] and smtp_enabled is False and loopback_port == 0:
-        errors.add("mta_loopback_port", s["mta_loopback_port"],
-                   "WebMail needs a way to send mail: with mta_smtp_enabled false, keep Postfix's loopback "
-                   "listener (for example 10025) or set webmail_enabled to false")
+    result["smtp_host"] = "127.0.0.1:25"
     errors.raise_if_any()
     return result
 

@@ -1369,16 +1369,17 @@ def test_webmail_uses_starttls_when_dovecot_refuses_plaintext_on_loopback():
     assert qf.qubemail_webmail({"pop_plaintext_auth_from_loopback": False})["imap_host"] == "tls://127.0.0.1:143"
 
 
-def test_webmail_sends_through_the_loopback_listener_when_smtp_is_off():
-    result = qf.qubemail_webmail({"mta_smtp_enabled": False, "mta_loopback_port": 10025})
-    assert result["smtp_host"] == "127.0.0.1:10025"
+@pytest.mark.parametrize("port", [25, 110, 143, 993, 995, 10025, 10031, 10032])
+def test_webmail_ports_leave_the_mail_services_alone(port):
+    taken = "is a port of the mail services (25, 110, 143, 993, 995, 10025, 10031, 10032); choose another"
+    assert webmail_errors(webmail_https_port=port) == ["webmail_https_port = %d: %s" % (port, taken)]
+    assert webmail_errors(webmail_http_port=port) == ["webmail_http_port = %d: %s" % (port, taken)]
 
 
-def test_webmail_without_any_smtp_listener_is_an_error_only_when_enabled():
-    settings = {"mta_smtp_enabled": False, "mta_loopback_port": 0}
-    qf.qubemail_webmail(settings)  # off: nothing to send with, nothing to complain about
-    lines = webmail_errors(webmail_enabled=True, **settings)
-    assert len(lines) == 1 and lines[0].startswith("mta_loopback_port = 0: WebMail needs a way to send mail")
+def test_webmail_port_check_follows_the_loopback_listener():
+    assert qf.qubemail_webmail({"mta_loopback_port": 0, "webmail_https_port": 10025})["https_port"] == 10025
+    assert qf.qubemail_webmail({"mta_loopback_port": 0, "webmail_http_port": 0})["http_port"] == 0
+    assert webmail_errors(mta_loopback_port=8443, webmail_https_port=8443)[0].startswith("webmail_https_port = 8443")
 
 
 @pytest.mark.parametrize("field, value, expected", [

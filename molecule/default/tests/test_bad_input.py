@@ -33,11 +33,10 @@ CASES = {
                         "mta_relay_allowed_networks[1] = '10.1.2.3/33'",
                         "mta_catch_all = 'not an address@'",
                         "mta_smart_relay_port = 0"]),
-    # WebMail settings, and WebMail with no way to send mail.
+    # WebMail settings, one of them a port of the mail services.
     "webmail": ({"qubemail_users": [{"name": "alice", "password": "pw"}],
-                 "webmail_enabled": True, "webmail_http_port": 443, "webmail_language": "English",
-                 "mta_smtp_enabled": False, "mta_loopback_port": 0},
-                ["webmail_http_port = 443", "webmail_language = 'English'", "mta_loopback_port = 0"]),
+                 "webmail_enabled": True, "webmail_https_port": 25, "webmail_language": "English"},
+                ["webmail_https_port = 25", "webmail_language = 'English'"]),
 }
 
 

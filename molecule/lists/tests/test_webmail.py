@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 from conftest import APPLIANCE_IP, PASSWORDS
-from probe import rcpt_codes, subjects, wait_for
+from probe import rcpt_codes, run_site, subjects, wait_for
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "clients"))
 from webmail import WebMail, browser  # noqa: E402
@@ -22,6 +22,7 @@ from webmail import WebMail, browser  # noqa: E402
 testinfra_hosts = ["docker://qubemail-lists-appliance"]
 
 URL = f"https://{APPLIANCE_IP}/"
+SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 DOMAIN = "qube.test"
 ARCHIVE = "Mailing Lists/sales"
 # Screenshots for a human to look at when a test fails (or to refresh docs/img/).
@@ -117,11 +118,24 @@ def test_former_member_no_longer_sees_the_archive(session, thread):
 
 
 def test_guessing_the_archive_name_shows_nothing(session, thread):
+    mbox = urllib.request.quote(ARCHIVE, safe="")
+    show = URL + f"?_task=mail&_action=show&_uid=1&_mbox={mbox}"
+    # A member opens the archive's first message by its URL...
+    with browser() as driver:
+        member = WebMail(driver, URL)
+        assert member.login("alice", PASSWORDS["alice"]), member.login_error()
+        driver.get(show)
+        assert member.wait.until(lambda d: d.find_elements("id", "messagebody"))
+    # ...a non-member who types the same URLs gets nothing.
     assert session.login("carol", PASSWORDS["carol"]), session.login_error()
-    session.driver.get(URL + "?_task=mail&_mbox=" + urllib.request.quote(ARCHIVE, safe=""))
-    session.wait.until(lambda d: d.find_elements("id", "messagelist"))
-    assert thread["subject"] not in session.driver.find_element("id", "messagelist").text
+    session.driver.get(show)
+    assert not session.driver.find_elements("id", "messagebody")
     assert thread["body"] not in session.driver.page_source
+    session.driver.get(URL + f"?_task=mail&_mbox={mbox}")
+    session.wait.until(lambda d: d.execute_script(
+        "return document.readyState == 'complete' && window.rcmail && rcmail.env.mailbox && !rcmail.busy"))
+    assert session.driver.execute_script("return rcmail.message_list.rowcount") == 0
+    assert thread["subject"] not in session.driver.find_element("id", "messagelist").text
 
 
 def test_wrong_password_is_refused(session):
@@ -154,13 +168,78 @@ def test_installer_and_internals_are_not_served():
         assert status in (403, 404), path
 
 
+def des_key(appliance):
+    return re.findall(r"^\$config\['des_key'\] = '([^']*)';",
+                      appliance.file("/etc/roundcube/config.inc.php").content_string, re.M)
+
+
 def test_secret_is_per_host_and_kept(appliance):
     config = appliance.file("/etc/roundcube/config.inc.php")
     assert config.user == "root" and config.group == "www-data" and config.mode == 0o640
-    key = re.findall(r"^\$config\['des_key'\] = '([^']*)';", config.content_string, re.M)
+    key = des_key(appliance)
     assert len(key) == 1 and len(key[0]) == 24 and key[0] != "rcmail-!24ByteDESkey*Str"
     # Made on the host, not taken from the repository.
     project = pathlib.Path(__file__).resolve().parents[3]
     files = subprocess.run(["git", "-C", str(project), "ls-files", "-z"], capture_output=True, check=True).stdout
     tracked = [project / name for name in files.decode().split("\0") if name]
     assert not [p for p in tracked if p.is_file() and key[0].encode() in p.read_bytes()]
+
+
+def test_webmail_with_imap_and_smtp_off_and_tls_required(appliance, probe, session):
+    # Qube toggles off: IMAP and SMTP closed to the network, plaintext
+    # passwords refused even on loopback. WebMail keeps working on loopback.
+    variant = {"pop_imap_enabled": False, "mta_smtp_enabled": False, "pop_plaintext_auth_from_loopback": False}
+    subject = f"Toggles off {uuid.uuid4().hex[:8]}"
+    try:
+        run, _ = run_site("qubemail-lists-appliance", variant, SCENARIO / "group_vars")
+        assert run.returncode == 0, run.stdout[-3000:]
+        for port in (25, 143):
+            assert not appliance.socket(f"tcp://0.0.0.0:{port}").is_listening
+            assert appliance.socket(f"tcp://127.0.0.1:{port}").is_listening
+        assert not probe.imap("alice")["login"]
+        assert session.login("alice", PASSWORDS["alice"]), session.login_error()
+        assert session.send(f"carol@{DOMAIN}", subject, "IMAP and SMTP are off.") == "Message sent successfully."
+        # Postfix's checks still apply: the archive's delivery address is
+        # not reachable from WebMail.
+        refused = session.send(f"mlarchive+sales@{DOMAIN}", f"forged {subject}", "Into the archive?")
+        assert refused.startswith("SMTP Error (554)"), refused
+    finally:
+        run, _ = run_site("qubemail-lists-appliance", {}, SCENARIO / "group_vars")
+        assert run.returncode == 0, run.stdout[-3000:]
+    assert wait_for(lambda: [m for m in probe.imap("carol")["messages"] if m["subject"] == subject], timeout=30)
+    archived = subjects(probe.imap("alice", mailbox=ARCHIVE)["messages"])
+    assert not [s for s in archived if subject in s]
+
+
+def test_turning_webmail_off_and_on_again(appliance, probe, session):
+    key = des_key(appliance)
+    run, _ = run_site("qubemail-lists-appliance", {"webmail_enabled": False}, SCENARIO / "group_vars")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert not appliance.service("apache2").is_running
+    assert not appliance.service("apache2").is_enabled
+    with pytest.raises(urllib.error.URLError):
+        fetch(URL)
+    # Mail itself is untouched.
+    assert probe.imap("alice")["login"]
+    run, _ = run_site("qubemail-lists-appliance", {}, SCENARIO / "group_vars")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert appliance.service("apache2").is_running and appliance.service("apache2").is_enabled
+    assert des_key(appliance) == key, "the secret changed"
+    assert session.login("alice", PASSWORDS["alice"]), session.login_error()
+
+
+def test_a_new_certificate_reaches_webmail_and_imap(appliance, tmp_path):
+    # Last: the appliance keeps this certificate afterwards.
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=mail.qube.test", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    run, _ = run_site("qubemail-lists-appliance",
+                      {"qubemail_tls_certificate": cert.read_text(), "qubemail_tls_private_key": key.read_text()},
+                      SCENARIO / "group_vars")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "RUNNING HANDLER [webmail : Reload Apache for the new certificate]" in run.stdout
+    wanted = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    for port in (443, 993):
+        served = wait_for(lambda: ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((APPLIANCE_IP, port)))
+                          == wanted, timeout=15)
+        assert served, f"port {port} still serves the old certificate"
