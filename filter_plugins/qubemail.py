@@ -28,7 +28,7 @@ Filters:
     Settings of the POP-before-SMTP relay daemon.
 ``qubemail_lists(groups, lists, base, mta_aliases=None)``
     Mailing lists (mlmmj): one per group plus the independent lists.
-``qubemail_list_acl(lists, subscribers=None, domains=None, users=None)``
+``qubemail_list_acl(lists, subscribers=None, domains=None, users=None, prefix="Mailing Lists/")``
     Dovecot ACL entries for the archive folders ``Mailing Lists/NAME``.
 ``qubemail_webmail(settings)``
     Settings of the WebMail role (Roundcube, Apache).
@@ -299,6 +299,10 @@ options:
             user name counts.
         type: list
         default: null
+      prefix:
+        description: The archive namespace's prefix with its separator (the lists role's C(lists_archive_prefix) + V(/)).
+        type: str
+        default: Mailing Lists/
   qubemail_webmail:
     description: "C({'webmail_enabled': webmail_enabled, ...} | qubemail_webmail)."
     type: dict
@@ -1658,13 +1662,14 @@ def _subscriber_user(address, domains, users, list_names):
     return user if users is None or user in users else None
 
 
-def qubemail_list_acl(lists, subscribers=None, domains=None, users=None):
+def qubemail_list_acl(lists, subscribers=None, domains=None, users=None, prefix=LIST_MAILBOX_PREFIX):
     """Who may read each list archive folder ``Mailing Lists/NAME``.
 
     *lists* is qubemail_lists output; *subscribers* maps a list name to the
     addresses mlmmj currently has subscribed (a list, or mlmmj-list's output
-    as one string).  Returns ``[{"mailbox", "users"}]`` for the lists with
-    archive on, sorted by mailbox.
+    as one string).  *prefix* is the archive namespace's prefix, separator
+    included.  Returns ``[{"mailbox", "users"}]`` for the lists with archive
+    on, sorted by mailbox.
     """
     try:
         archived = [(item["name"], item["local_members"]) for item in lists if item["archive"]]
@@ -1690,7 +1695,7 @@ def qubemail_list_acl(lists, subscribers=None, domains=None, users=None):
         readers.update(_subscriber_user(a, our_domains, users, list_names) for a in current)
         readers.discard(None)
         readers.discard(LIST_ARCHIVE_ACCOUNT)
-        acl.append({"mailbox": LIST_MAILBOX_PREFIX + name, "users": sorted(readers)})
+        acl.append({"mailbox": prefix + name, "users": sorted(readers)})
     return sorted(acl, key=lambda entry: entry["mailbox"])
 
 

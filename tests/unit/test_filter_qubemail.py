@@ -1305,6 +1305,14 @@ def test_list_acl_users_filter_accepts_base_users():
     assert qf.qubemail_list_acl(acl_lists(), subscribers, None, base_ok()["users"])[0]["users"] == ["carol"]
 
 
+def test_list_acl_follows_the_archive_prefix():
+    # lists_archive_prefix is a role variable: the ACL must name the same folders.
+    acl = qf.qubemail_list_acl(acl_lists(), prefix="Archives/")
+    assert [entry["mailbox"] for entry in acl] == [entry["mailbox"].replace("Mailing Lists/", "Archives/")
+                                                   for entry in qf.qubemail_list_acl(acl_lists())]
+    assert all(entry["mailbox"].startswith("Archives/") for entry in acl) and acl
+
+
 def test_list_acl_never_includes_the_archive_account():
     lists = acl_lists()
     lists[0]["local_members"] = ["mlarchive"]
