@@ -40,7 +40,7 @@ def _bind_source(address):
     socket.create_connection = create_from
 
 
-def _tls_context():
+def tls_context():
     # The appliance's certificate is self-signed in tests: encrypt, don't verify.
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -75,7 +75,7 @@ def cmd_smtp(args):
         out["banner"] = _reply(smtp.connect(args.server, args.port))
         out["ehlo"] = _reply(smtp.ehlo(args.helo))[0]
         if args.starttls:
-            out["starttls"] = _reply(smtp.starttls(context=_tls_context()))[0]
+            out["starttls"] = _reply(smtp.starttls(context=tls_context()))[0]
             smtp.ehlo(args.helo)
         out["mail"] = _reply(smtp.docmd(f"MAIL FROM:<{args.mail_from}>"))
         accepted = 0
@@ -119,11 +119,11 @@ def _text_body(message):
 
 def pop3_login(args):
     if args.tls == "ssl":
-        pop = poplib.POP3_SSL(args.server, args.port or 995, timeout=args.timeout, context=_tls_context())
+        pop = poplib.POP3_SSL(args.server, args.port or 995, timeout=args.timeout, context=tls_context())
     else:
         pop = poplib.POP3(args.server, args.port or 110, timeout=args.timeout)
         if args.tls == "stls":
-            pop.stls(context=_tls_context())
+            pop.stls(context=tls_context())
     pop.user(args.user)
     pop.pass_(args.password)
     return pop
@@ -154,11 +154,11 @@ def cmd_imap(args):
     out = {"login": False}
     try:
         if args.tls == "ssl":
-            imap = imaplib.IMAP4_SSL(args.server, args.port or 993, ssl_context=_tls_context(), timeout=args.timeout)
+            imap = imaplib.IMAP4_SSL(args.server, args.port or 993, ssl_context=tls_context(), timeout=args.timeout)
         else:
             imap = imaplib.IMAP4(args.server, args.port or 143, timeout=args.timeout)
             if args.tls == "starttls":
-                imap.starttls(ssl_context=_tls_context())
+                imap.starttls(ssl_context=tls_context())
         imap.login(args.user, args.password)
         out["login"] = True
         _, listing = imap.list()

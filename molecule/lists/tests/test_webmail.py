@@ -17,6 +17,7 @@ from conftest import APPLIANCE_IP, PASSWORDS
 from probe import rcpt_codes, run_site, subjects, wait_for
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "clients"))
+from mailprobe import tls_context  # noqa: E402
 from webmail import WebMail, browser  # noqa: E402
 
 testinfra_hosts = ["docker://qubemail-lists-appliance"]
@@ -29,13 +30,6 @@ ARCHIVE = "Mailing Lists/sales"
 SHOTS = pathlib.Path(__file__).resolve().parents[3] / ".cache" / "webmail"
 
 
-def no_tls_check():
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args):
         return None
@@ -43,7 +37,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def fetch(url):
     """(status, headers) of a GET without following redirects."""
-    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=no_tls_check()))
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=tls_context()))
     try:
         with opener.open(url, timeout=15) as reply:
             return reply.status, reply.headers

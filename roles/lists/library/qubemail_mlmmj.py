@@ -69,6 +69,10 @@ LIST_HEADERS = ("List-Id:", "List-Post:", "List-Help:", "List-Subscribe:", "List
 NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 ADDR_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~ ")
+#: Options other than ``lists``: (Ansible type, default), for main() and sync().
+OPTIONS = {"spool": ("path", "/var/spool/mlmmj"), "state_dir": ("path", "/var/lib/qubemail/lists-state"),
+           "owner": ("str", "mlmmj"), "smtp_port": ("int", 10025), "purge_removed": ("bool", False),
+           "mlmmj_bin": ("path", "/usr/bin")}
 DIR_MODE = 0o700  # mlmmj-make-ml dirs; files mlmmj writes are 0600
 FILE_MODE = 0o644
 
@@ -361,8 +365,7 @@ def _indent(text):
 
 def sync(params, run, check_mode=False, chown=os.chown):
     """Converge all lists; run(argv) -> (rc, stdout, stderr) executes mlmmj tools, chown(path, uid, gid)."""
-    params = dict({"spool": "/var/spool/mlmmj", "state_dir": "/var/lib/qubemail/lists-state", "owner": "mlmmj",
-                   "smtp_port": 10025, "purge_removed": False, "mlmmj_bin": "/usr/bin"}, **params)
+    params = dict({name: default for name, (_, default) in OPTIONS.items()}, **params)
     ids = owner_ids(params["owner"])
     if ids is None and not check_mode:
         raise MlmmjError("list owner user %r does not exist" % params["owner"])
@@ -381,11 +384,7 @@ def sync(params, run, check_mode=False, chown=os.chown):
 def main():
     module = AnsibleModule(
         argument_spec=dict(lists=dict(type="list", elements="dict", required=True),
-                           spool=dict(type="path", default="/var/spool/mlmmj"),
-                           state_dir=dict(type="path", default="/var/lib/qubemail/lists-state"),
-                           owner=dict(type="str", default="mlmmj"), smtp_port=dict(type="int", default=10025),
-                           purge_removed=dict(type="bool", default=False),
-                           mlmmj_bin=dict(type="path", default="/usr/bin")),
+                           **{name: dict(type=kind, default=default) for name, (kind, default) in OPTIONS.items()}),
         supports_check_mode=True)
     try:
         result = sync(module.params, lambda argv: module.run_command(argv), module.check_mode)
