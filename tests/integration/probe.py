@@ -92,6 +92,23 @@ def run_site(container, extra_vars, group_vars=None):
         return run, time.monotonic() - start
 
 
+def run_site_scenario(container, scenario, extra_vars):
+    """run_site with the inventory of molecule/<scenario> (its group_vars
+    directory, or the group_vars written in its molecule.yml)."""
+    import yaml  # the venv has it (ansible); not needed by the clients
+
+    directory = PROJECT / "molecule" / scenario
+    if (directory / "group_vars").is_dir():
+        return run_site(container, extra_vars, directory / "group_vars")
+    config = yaml.safe_load((directory / "molecule.yml").read_text())
+    groups = config["provisioner"]["inventory"]["group_vars"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for group, values in groups.items():  # molecule's $$ escapes a literal $
+            text = json.dumps(values).replace("$$", "$")
+            (pathlib.Path(tmp) / f"{group}.json").write_text(text)
+        return run_site(container, extra_vars, pathlib.Path(tmp))
+
+
 def recap_changed(output):
     """changed=N of the PLAY RECAP in ansible-playbook's output."""
     return int(re.search(r"changed=(\d+)", output[output.rindex("PLAY RECAP"):]).group(1))

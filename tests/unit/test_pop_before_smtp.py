@@ -85,7 +85,7 @@ async def read_replies(reader: asyncio.StreamReader, n: int) -> list[bytes]:
 
 
 def report_body(**fields) -> bytes:
-    doc = {"login": "alice", "protocol": "pop3", "remote": "192.0.2.7", "success": True,
+    doc = {"login": "alice", "account": "alice", "protocol": "pop3", "remote": "192.0.2.7", "success": True,
            "policy_reject": False, "tls": True}
     doc.update(fields)
     return json.dumps(doc, sort_keys=True).encode()
@@ -281,9 +281,9 @@ def test_journal_compaction_runs_when_grown_and_keeps_concurrent_appends(tmp_pat
         s.grant(f"198.18.{i // 256}.{i % 256}", "u", "dovecot")
     for _ in range(2):
         s.grant("192.0.2.1", "alice", "dovecot")
-    for i in range(1500):
+    for i in range(500):
         s.revoke(f"198.18.{i // 256}.{i % 256}")
-    assert not s.needs_compaction()  # 4502 lines for 1501 live grants
+    assert not s.needs_compaction()  # 3502 lines for 2501 live grants
     for _ in range(3000):
         s.grant("192.0.2.1", "alice", "dovecot")
     assert s.needs_compaction()
@@ -298,12 +298,12 @@ def test_journal_compaction_runs_when_grown_and_keeps_concurrent_appends(tmp_pat
     asyncio.run(compact_while_granting())
     assert not s.needs_compaction()
     journal = Path(s.journal.path)
-    assert len(journal.read_text().splitlines()) == 1501 + 2  # snapshot + the two concurrent events
+    assert len(journal.read_text().splitlines()) == 2501 + 2  # snapshot + the two concurrent events
     assert not journal.with_suffix(".journal.tmp").exists()
     s.journal.close()
     s2 = store(tmp_path, clock)
     assert "192.0.2.200" in s2.grants and "198.18.10.0" not in s2.grants
-    assert len(s2.grants) == 1501
+    assert len(s2.grants) == 2501
 
 
 def test_config_file_flags_and_validation(tmp_path):
@@ -338,7 +338,7 @@ def test_log_injection_via_username_yields_one_line(tmp_path, logbuf, user):
         async with running(tmp_path, Clock()) as d:
             logbuf.truncate(0)
             logbuf.seek(0)
-            status, _, _ = await http_exchange(d.report_port, http_post(report_body(login=user)))
+            status, _, _ = await http_exchange(d.port("report"), http_post(report_body(account=user)))
             assert status == 200
             assert d.store.lookup("192.0.2.7")[1] == user
             return logbuf.getvalue()
@@ -382,7 +382,7 @@ def test_policy_protocol_decisions(tmp_path, logbuf):
         async with running(tmp_path, clock) as d:
             d.store.grant("192.0.2.7", "alice", "dovecot")
             d.store.grant("2001:db8::7", "bob", "dovecot")
-            reader, writer = await asyncio.open_connection("127.0.0.1", d.policy_port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("policy"))
             cases = [
                 (policy_request("192.0.2.7"), b"action=OK\n\n"),
                 (policy_request("192.0.2.8"), b"action=DUNNO\n\n"),          # neighbour: no subnet
@@ -422,11 +422,11 @@ def test_policy_protocol_decisions(tmp_path, logbuf):
 def test_policy_oversized_request_closes_connection(tmp_path, logbuf):
     async def scenario():
         async with running(tmp_path, Clock()) as d:
-            reader, writer = await asyncio.open_connection("127.0.0.1", d.policy_port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("policy"))
             writer.write(b"request=smtpd_access_policy\n" + b"x" * (64 * 1024 + 10))
             assert await asyncio.wait_for(reader.read(), 5) == b""
             # a request just under the limit is still answered
-            reader, writer = await asyncio.open_connection("127.0.0.1", d.policy_port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("policy"))
             writer.write(b"request=smtpd_access_policy\nfoo=" + b"y" * (60 * 1024) + b"\n\n")
             assert await read_replies(reader, 1) == [b"action=DUNNO\n\n"]
             writer.close()
@@ -439,7 +439,7 @@ def test_relay_permitted_logged_once_per_instance(tmp_path, logbuf):
     async def scenario():
         async with running(tmp_path, Clock()) as d:
             d.store.grant("192.0.2.7", "alice", "dovecot")
-            reader, writer = await asyncio.open_connection("127.0.0.1", d.policy_port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("policy"))
             msg1 = b"".join(policy_request("192.0.2.7", instance="A.1", recipient=f"r{i}@example.net")
                             for i in range(50))
             writer.write(msg1 + policy_request("192.0.2.7", instance="B.2", recipient="z@example.com"))
@@ -474,7 +474,7 @@ def test_relay_permitted_logged_once_per_instance(tmp_path, logbuf):
 def test_report_grants_only_successful_pop3_logins(tmp_path, logbuf, fields, granted):
     async def scenario():
         async with running(tmp_path, Clock(), never_authorize="10.0.0.0/8") as d:
-            status, headers, body = await http_exchange(d.report_port, http_post(report_body(**fields)))
+            status, headers, body = await http_exchange(d.port("report"), http_post(report_body(**fields)))
             assert (status, body) == (200, b'{"status":0,"msg":""}')
             assert headers["content-type"] == "application/json"
             return dict(d.store.grants)
@@ -489,7 +489,7 @@ def test_report_grants_only_successful_pop3_logins(tmp_path, logbuf, fields, gra
 def test_report_with_bad_token_is_forbidden(tmp_path, logbuf, token):
     async def scenario():
         async with running(tmp_path, Clock()) as d:
-            status, _, _ = await http_exchange(d.report_port, http_post(report_body(), token=token))
+            status, _, _ = await http_exchange(d.port("report"), http_post(report_body(), token=token))
             return status, dict(d.store.grants)
 
     assert asyncio.run(scenario()) == (403, {})
@@ -499,7 +499,7 @@ def test_report_with_bad_token_is_forbidden(tmp_path, logbuf, token):
 def test_report_allow_command_and_errors(tmp_path, logbuf):
     async def scenario():
         async with running(tmp_path, Clock()) as d:
-            port = d.report_port
+            port = d.port("report")
             assert (await http_exchange(port, http_post(report_body(), command="allow")))[0] == 200
             assert (await http_exchange(port, http_post(b"{not json", command="report")))[0] == 400
             assert (await http_exchange(port, http_post(b"[1,2]", command="report")))[0] == 400
@@ -519,10 +519,10 @@ def test_report_allow_command_and_errors(tmp_path, logbuf):
 def test_report_keep_alive_two_requests_one_connection(tmp_path, logbuf):
     async def scenario():
         async with running(tmp_path, Clock()) as d:
-            reader, writer = await asyncio.open_connection("127.0.0.1", d.report_port)
-            writer.write(http_post(report_body(remote="192.0.2.1", login="a")))
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("report"))
+            writer.write(http_post(report_body(remote="192.0.2.1", account="a")))
             assert (await read_http_response(reader))[0] == 200
-            writer.write(http_post(report_body(remote="192.0.2.2", login="b")))
+            writer.write(http_post(report_body(remote="192.0.2.2", account="b")))
             status, headers, _ = await read_http_response(reader)
             assert status == 200 and "connection" not in headers
             # pipelined, the second split in the middle of its body
@@ -538,7 +538,7 @@ def test_report_keep_alive_two_requests_one_connection(tmp_path, logbuf):
             assert status == 200 and headers["connection"] == "close"
             assert await asyncio.wait_for(reader.read(), 5) == b""
             # HTTP/1.0 closes by default
-            reader, writer = await asyncio.open_connection("127.0.0.1", d.report_port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("report"))
             writer.write(http_post(report_body(remote="192.0.2.6")).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
             assert (await read_http_response(reader))[0] == 200
             assert await asyncio.wait_for(reader.read(), 5) == b""
@@ -548,7 +548,7 @@ def test_report_keep_alive_two_requests_one_connection(tmp_path, logbuf):
 
 
 def test_report_chunked_body(tmp_path, logbuf):
-    body = report_body(remote="2001:DB8::42", login="carol")
+    body = report_body(remote="2001:DB8::42", account="carol")
     chunks = [body[:10], body[10:11], body[11:]]
     encoded = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\nX-Trailer: 1\r\n\r\n"
     head = (f"POST /?command=report HTTP/1.1\r\nX-API-Key: {TOKEN.decode()}\r\n"
@@ -556,7 +556,7 @@ def test_report_chunked_body(tmp_path, logbuf):
 
     async def scenario():
         async with running(tmp_path, Clock()) as d:
-            reader, writer = await asyncio.open_connection("127.0.0.1", d.report_port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("report"))
             raw = head + encoded
             for i in range(0, len(raw), 13):  # arrives in pieces
                 writer.write(raw[i:i + 13])

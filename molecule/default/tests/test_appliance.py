@@ -17,10 +17,17 @@ def test_mail_ports_listen_on_all_addresses(host, port):
     assert host.socket(f"tcp://0.0.0.0:{port}").is_listening
 
 
-@pytest.mark.parametrize("port", [10031, 10032])
-def test_daemon_listens_on_loopback_only(host, port):
-    assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
-    assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+def test_daemon_sockets_belong_to_systemd_and_only_postfix_opens_the_policy_one(host):
+    assert host.socket("tcp://127.0.0.1:10032").is_listening
+    assert not host.socket("tcp://0.0.0.0:10032").is_listening
+    assert not host.socket("tcp://127.0.0.1:10031").is_listening  # no TCP policy port any more
+    for unit in ("policy", "report", "admin"):
+        assert host.service(f"pop-before-smtp-{unit}.socket").is_running
+        assert host.service(f"pop-before-smtp-{unit}.socket").is_enabled
+    policy = host.file("/var/spool/postfix/private/pop-before-smtp")
+    assert policy.is_socket and policy.user == "postfix" and policy.mode == 0o600
+    admin = host.file("/run/pop-before-smtp/admin.sock")
+    assert admin.is_socket and admin.user == "root" and admin.mode == 0o600
 
 
 def test_daemon_runs_unprivileged(host):
@@ -40,7 +47,7 @@ def test_relay_restrictions_ask_the_daemon_before_refusing(host):
     restrictions = " ".join(host.check_output("postconf -h smtpd_relay_restrictions").split())
     assert restrictions == (
         "permit_mynetworks, permit_auth_destination, check_policy_service "
-        "{ inet:127.0.0.1:10031, timeout=2s, default_action=DUNNO }, reject_unauth_destination")
+        "{ unix:private/pop-before-smtp, timeout=2s, default_action=DUNNO }, reject_unauth_destination")
 
 
 def test_generated_files_carry_a_banner_and_no_timestamp(host):

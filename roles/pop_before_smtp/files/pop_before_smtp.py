@@ -8,11 +8,27 @@ time ... the IP addresses expire after 15 minutes."  One asyncio loop serves:
 * report (HTTP, 127.0.0.1:10032): Dovecot's auth-policy interface.  With
   ``auth_policy_report_after_auth = yes`` Dovecot POSTs ``/?command=report``
   after every authentication; a successful pop3 login grants its remote IP.
-* policy (TCP, 127.0.0.1:10031): Postfix's policy delegation protocol, used in
-  smtpd_relay_restrictions.  ``action=OK`` for a granted client_address (exact
-  IP, never a subnet), ``action=DUNNO`` for everything else.
-* admin (unix socket, 0600): one JSON line per request; the ``list``, ``grant``,
-  ``revoke`` and ``flush`` sub-commands of this same file are its client.
+  Only connections whose other end belongs to an allowed local account (root,
+  Dovecot's auth service) are served: the kernel says who owns a loopback
+  peer (sock_diag), and the shared token must match too.
+* policy (unix socket in Postfix's spool, 0600 postfix): Postfix's policy
+  delegation protocol, used in smtpd_relay_restrictions.  ``action=OK`` for a
+  granted client_address (exact IP, never a subnet), ``action=DUNNO`` for
+  everything else.
+* admin (unix socket, 0600 root): one JSON line per request; the ``list``,
+  ``grant``, ``revoke`` and ``flush`` sub-commands of this same file are its
+  client.
+
+Under systemd the three listening sockets belong to socket units and are
+inherited (``sockets = systemd``): they stay bound while the daemon is down,
+restarting or replaying its journal, so no other process can ever answer in
+its place; connections queue until it is back.
+
+Every connection is bounded: a cap per listener (the longest-idle connection
+makes room for a new one), an idle timeout, a time limit for a request to
+arrive, a size limit for a whole request, and back-pressure -- a connection
+whose unsent replies pass WRITE_HIGH is not read until they drain.  Repeated
+errors are logged once per LOG_INTERVAL with a count.
 
 Design notes
 ------------
@@ -48,17 +64,20 @@ import argparse
 import asyncio
 import configparser
 import contextlib
+import errno
 import gc
 import hmac
 import ipaddress
 import json
 import logging
 import os
+import pwd
 import signal
 import socket
+import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -67,8 +86,10 @@ PROG = "pop-before-smtp"
 SECTION = "pop-before-smtp"
 DEFAULT_CONFIG = "/etc/pop-before-smtp/pop-before-smtp.conf"
 DEFAULTS: dict[str, str] = {
-    "policy_listen": "127.0.0.1:10031",
+    "sockets": "bind",
+    "policy_listen": "unix:/var/spool/postfix/private/pop-before-smtp",
     "report_listen": "127.0.0.1:10032",
+    "report_users": "",
     "admin_socket": "/run/pop-before-smtp/admin.sock",
     "state_file": "/var/lib/pop-before-smtp/grants.journal",
     "token_file": "/etc/pop-before-smtp/token",
@@ -76,14 +97,34 @@ DEFAULTS: dict[str, str] = {
     "never_authorize": "",
     "protocols": "pop3",
     "sweep_interval": "30",
+    "max_grants": "200000",
 }
+LISTENERS = ("policy", "report", "admin")
 MAX_POLICY_REQUEST = 64 * 1024
 MAX_HTTP_HEADER = 16 * 1024
 MAX_HTTP_BODY = 64 * 1024
+MAX_HTTP_REQUEST = 2 * MAX_HTTP_HEADER + MAX_HTTP_BODY  # head + body + trailers, all told
 MAX_ADMIN_LINE = 64 * 1024
 MAX_USER = 256
+WRITE_HIGH = 64 * 1024  # unsent replies on a connection before it is no longer read
+WRITE_LOW = 16 * 1024
+LOG_INTERVAL = 60.0  # a repeated error is logged once per interval, with a count
+REAP_INTERVAL = 1.0
+
+
+class Limits(NamedTuple):
+    connections: int  # open at once; the longest-idle one makes room for a new one
+    idle: float  # seconds without a byte in either direction
+    request: float  # seconds a started request may take to arrive whole
+
+
+# Postfix keeps a policy connection per smtpd process (default_process_limit
+# 100) for up to smtpd_policy_service_max_idle = 300 s; Dovecot's auth
+# process keeps a few HTTP connections.  The sum stays far below LimitNOFILE.
+LIMITS = {"policy": Limits(256, 330.0, 10.0), "report": Limits(32, 60.0, 10.0),
+          "admin": Limits(8, 60.0, 10.0)}
 SWEEP_BATCH = 100  # expired grants (and log lines) per loop iteration
-COMPACT_FACTOR = 4
+COMPACT_FACTOR = 2  # the journal stays under twice the live set (plus COMPACT_MIN_LINES)
 COMPACT_MIN_LINES = 1024
 COMPACT_CHUNK = 256
 NORM_CACHE_MAX = 8192  # policy client_address -> normalised; ~150 bytes an entry
@@ -91,13 +132,12 @@ OK = b"action=OK\n\n"
 DUNNO = b"action=DUNNO\n\n"
 HTTP_OK_BODY = b'{"status":0,"msg":""}'
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 413: "Payload Too Large"}
+           405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large"}
 _SPECIAL = frozenset(' "\\=')
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 log = logging.getLogger(PROG)
 Grant = tuple[float, str, float]  # (expires, user, login): small, and sorts by expiry
-
 
 # ---------------------------------------------------------------- helpers ---
 
@@ -128,6 +168,35 @@ def event(name: str, **fields: object) -> None:
         log.info(" ".join([name] + [f"{k}={clean(v)}" for k, v in fields.items()]))
 
 
+_limited: dict[str, list[float]] = {}  # event name -> [window start, suppressed count]
+
+
+def event_limited(name: str, **fields: object) -> None:
+    """``event`` for errors a client can repeat at will: the first of a name
+    in each LOG_INTERVAL is logged, the rest are counted and the count is
+    logged when the interval ends (``flush_limited``), so a flood can never
+    crowd grant and relay audit lines out of the journal."""
+    now = time.monotonic()
+    window = _limited.get(name)
+    if window is not None and now - window[0] < LOG_INTERVAL:
+        window[1] += 1
+        return
+    if window is not None and window[1]:
+        event(name, suppressed=int(window[1]), seconds=int(now - window[0]))
+    _limited[name] = [now, 0]
+    event(name, **fields)
+
+
+def flush_limited(force: bool = False) -> None:
+    """Log the counts of intervals that have ended (all of them if force)."""
+    now = time.monotonic()
+    for name, window in list(_limited.items()):
+        if force or now - window[0] >= LOG_INTERVAL:
+            if window[1]:
+                event(name, suppressed=int(window[1]), seconds=int(now - window[0]))
+            del _limited[name]
+
+
 def setup_logging(stream: Any = None) -> logging.Handler:
     """Plain lines on stderr (journald adds timestamps and the unit name)."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
@@ -148,6 +217,12 @@ def normalize_ip(text: object) -> str | None:
     non-strings are refused."""
     if not isinstance(text, str) or not text or len(text) > 45 or "%" in text:
         return None
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    try:  # fast path: text the C library prints back unchanged is canonical
+        if socket.inet_ntop(family, socket.inet_pton(family, text)) == text and not text.startswith("::ffff:"):
+            return text
+    except (OSError, ValueError):
+        pass
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -157,14 +232,24 @@ def normalize_ip(text: object) -> str | None:
     return str(addr)
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port``."""
-    host, sep, port = value.strip().rpartition(":")
+def parse_listen(value: str) -> tuple[str, int] | str:
+    """``host:port``, ``[v6]:port`` or ``unix:/absolute/path``."""
+    value = value.strip()
+    if value.startswith("unix:"):
+        path = value[5:]
+        if not path.startswith("/") or len(path.encode()) > 100:
+            raise ValueError(f"bad listen address {value!r} (want unix:/ABSOLUTE/PATH)")
+        return path
+    host, sep, port = value.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise ValueError(f"bad listen address {value!r} (want HOST:PORT)")
+        raise ValueError(f"bad listen address {value!r} (want HOST:PORT or unix:PATH)")
     return host, int(port)
+
+
+def listen_text(addr: tuple[str, int] | str) -> str:
+    return f"unix:{addr}" if isinstance(addr, str) else f"{addr[0]}:{addr[1]}"
 
 
 def parse_networks(value: str) -> tuple[Any, ...]:
@@ -205,6 +290,75 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+# ---------------------------------------------------------------- sockets ---
+
+SD_LISTEN_FDS_START = 3
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 1
+NLMSG_ERROR = 2
+INET_DIAG_NOCOOKIE = 0xFFFFFFFF
+_NLMSGHDR = struct.Struct("=IHHII")
+_UID_OFFSET = _NLMSGHDR.size + 4 + 48 + 12  # inet_diag_msg: 4 bytes, sockid, expires/rqueue/wqueue
+
+
+def systemd_sockets(environ: dict[str, str] | None = None) -> dict[str, socket.socket]:
+    """The listening sockets passed by systemd socket units (sd_listen_fds),
+    by FileDescriptorName; empty when none were passed to this process."""
+    env = os.environ if environ is None else environ
+    if env.get("LISTEN_PID") != str(os.getpid()):
+        return {}
+    count = int(env.get("LISTEN_FDS", "0") or 0)
+    names = env.get("LISTEN_FDNAMES", "").split(":")
+    found = {}
+    for i in range(count):
+        fd = SD_LISTEN_FDS_START + i
+        os.set_inheritable(fd, False)
+        found[names[i] if i < len(names) and names[i] else f"fd{fd}"] = socket.socket(fileno=fd)
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(key, None)
+    return found
+
+
+def peer_uid(conn: socket.socket) -> int | None:
+    """The uid that owns the other end of a local TCP connection, asked of
+    the kernel (NETLINK_SOCK_DIAG, an exact lookup by the four-tuple), or
+    None if it cannot be told: not TCP, not local, or the socket is gone."""
+    family = conn.family
+    if family not in (socket.AF_INET, socket.AF_INET6) or conn.type != socket.SOCK_STREAM:
+        return None
+    try:
+        ours, theirs = conn.getsockname(), conn.getpeername()
+        packed = [socket.inet_pton(family, a[0]).ljust(16, b"\0") for a in (theirs, ours)]
+        # The peer's socket: its local end is our remote end.
+        sockid = struct.pack("!HH16s16s", theirs[1], ours[1], *packed) + struct.pack(
+            "=III", 0, INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE)
+        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
+            nl.settimeout(1.0)
+            nl.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + req)
+            data = nl.recv(8192)
+    except OSError:
+        return None
+    if len(data) < _UID_OFFSET + 4 or _NLMSGHDR.unpack_from(data)[1] != SOCK_DIAG_BY_FAMILY:
+        return None
+    return struct.unpack_from("=I", data, _UID_OFFSET)[0]
+
+
+def parse_users(value: str) -> frozenset[int] | None:
+    """Account names or uids allowed to send reports; None = anyone (empty)."""
+    uids = set()
+    for item in value.replace(",", " ").split():
+        if item.isdigit():
+            uids.add(int(item))
+            continue
+        try:
+            uids.add(pwd.getpwnam(item).pw_uid)
+        except KeyError:
+            raise ValueError(f"report_users: no such account {item!r}") from None
+    return frozenset(uids | {0}) if uids else None
+
+
 # ----------------------------------------------------------------- config ---
 
 class ConfigError(Exception):
@@ -212,8 +366,10 @@ class ConfigError(Exception):
 
 
 class Config(NamedTuple):
-    policy_listen: tuple[str, int]
-    report_listen: tuple[str, int]
+    sockets: str  # "systemd": inherit the listeners; "bind": make them (tests, benches)
+    policy_listen: tuple[str, int] | str
+    report_listen: tuple[str, int] | str
+    report_users: frozenset[int] | None
     admin_socket: str
     state_file: str
     token_file: str
@@ -221,6 +377,7 @@ class Config(NamedTuple):
     never_authorize: tuple[Any, ...]
     protocols: frozenset[str]
     sweep_interval: float
+    max_grants: int
 
 
 def load_config(path: str | None = None, overrides: dict[str, Any] | None = None,
@@ -246,14 +403,18 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
     try:
         ttl = int(raw["ttl"])
         sweep = float(raw["sweep_interval"])
-        if ttl <= 0 or not 0 < sweep < 86400:
-            raise ValueError("ttl and sweep_interval must be positive")
+        max_grants = int(raw["max_grants"])
+        if ttl <= 0 or not 0 < sweep < 86400 or max_grants <= 0:
+            raise ValueError("ttl, sweep_interval and max_grants must be positive")
+        if raw["sockets"] not in ("bind", "systemd"):
+            raise ValueError(f"sockets must be bind or systemd, not {raw['sockets']!r}")
         protocols = frozenset(p.lower() for p in raw["protocols"].replace(",", " ").split())
         if not protocols:
             raise ValueError("protocols is empty")
-        return Config(parse_listen(raw["policy_listen"]), parse_listen(raw["report_listen"]),
-                      raw["admin_socket"], raw["state_file"], raw["token_file"], ttl,
-                      parse_networks(raw["never_authorize"]), protocols, sweep)
+        return Config(raw["sockets"], parse_listen(raw["policy_listen"]), parse_listen(raw["report_listen"]),
+                      parse_users(raw["report_users"]), raw["admin_socket"], raw["state_file"],
+                      raw["token_file"], ttl, parse_networks(raw["never_authorize"]), protocols, sweep,
+                      max_grants)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -277,16 +438,24 @@ def grant_line(ip: str, g: Grant) -> bytes:
             f'"login":{login!r},"expires":{expires!r}}}\n').encode()
 
 
+class JournalError(Exception):
+    """An event that had to be durable could not be written."""
+
+
 class Journal:
     """Append-only JSON-lines journal of grant / revoke / flush events.
 
     Each event is one ``os.write`` of one whole line on an O_APPEND descriptor
     (no user-space buffer), so it is in the kernel at once and survives a crash
-    or SIGKILL of the daemon.  It is deliberately not fsync'ed per event: an
-    fsync can stall the single event loop for milliseconds (the policy p99
-    budget is 1 ms), and all it would add is surviving a power cut for the last
-    few seconds of grants -- losing those fails closed (the user logs in to
-    POP again).  Compaction (tmp + fsync + rename) and shutdown do fsync.
+    or SIGKILL of the daemon.  Grants from logins are deliberately not
+    fsync'ed: an fsync can stall the single event loop for milliseconds, and
+    all it would add is surviving a power cut for the last few seconds of
+    grants -- losing those fails closed (the user logs in to POP again).
+    Admin changes are ``durable``: written and fsync'ed before they take
+    effect, or refused -- a revoke that a restart could undo would fail open.
+    A write that fails part-way is cut back, so no torn line is left for the
+    next event to be glued to.  Compaction (tmp + fsync + rename) and
+    shutdown fsync too.
     """
 
     def __init__(self, path: str) -> None:
@@ -294,11 +463,11 @@ class Journal:
         self.lines = 0
         self._fd: int | None = None
         self._pending: list[bytes] | None = None  # appends during compaction
+        self._pending_durable = False
 
-    def replay(self) -> tuple[list[dict[str, Any]], int]:
-        """All parsable records and the count of corrupt/truncated lines."""
-        records: list[dict[str, Any]] = []
-        bad = 0
+    def records(self, bad: list[int]) -> Iterator[dict[str, Any]]:
+        """Each parsable record, one at a time (start-up memory stays that of
+        the live set, however long the file); counts bad lines in bad[0]."""
         try:
             with open(self.path, "rb") as f:
                 for raw in f:
@@ -307,23 +476,39 @@ class Journal:
                     except (ValueError, RecursionError):
                         rec = None
                     if isinstance(rec, dict):
-                        records.append(rec)
+                        yield rec
                     elif raw.strip():
-                        bad += 1
+                        bad[0] += 1
         except FileNotFoundError:
             pass
-        return records, bad
 
-    def append(self, rec: dict[str, Any] | bytes) -> None:
+    def append(self, rec: dict[str, Any] | bytes, durable: bool = False) -> None:
+        """Write one event; raises JournalError if a durable one fails."""
         line = rec if isinstance(rec, bytes) else (json.dumps(rec, separators=(",", ":")) + "\n").encode()
+        fd = self._fd
+        if fd is None:
+            if durable:
+                raise JournalError(f"the journal {self.path} is not open")
+            return
+        size = -1
+        try:
+            size = os.fstat(fd).st_size
+            _write_all(fd, line)
+            if durable:
+                os.fsync(fd)
+        except OSError as e:
+            if size >= 0:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+            event_limited("journal-error", op="append", path=self.path, error=e.strerror or str(e))
+            if durable:
+                raise JournalError(f"cannot write the journal {self.path}: {e.strerror or e}; "
+                                   "nothing was changed") from None
+            return
         self.lines += 1
         if self._pending is not None:
             self._pending.append(line)
-        if self._fd is not None:
-            try:
-                _write_all(self._fd, line)
-            except OSError as e:
-                event("journal-error", op="append", path=self.path, error=e.strerror)
+            self._pending_durable = self._pending_durable or durable
 
     def _open_tmp(self) -> tuple[str, int]:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o750, exist_ok=True)
@@ -337,18 +522,20 @@ class Journal:
             os.close(old)
         self.lines = count
 
-    def compact(self, lines: list[bytes]) -> None:
-        """Atomically replace the journal with ``lines`` (blocking; start-up)."""
+    def compact(self, items: list[tuple[str, Grant]]) -> None:
+        """Atomically replace the journal with the grants in ``items``
+        (blocking: start-up), encoded a chunk at a time."""
         tmp, fd = self._open_tmp()
         try:
-            _write_all(fd, b"".join(lines))
+            for i in range(0, len(items), COMPACT_CHUNK):
+                _write_all(fd, b"".join([grant_line(ip, g) for ip, g in items[i:i + COMPACT_CHUNK]]))
             os.fsync(fd)
         except BaseException:
             os.unlink(tmp)
             raise
         finally:
             os.close(fd)
-        self._install(tmp, len(lines))
+        self._install(tmp, len(items))
         _fsync_dir(self.path)
 
     async def compact_async(self, items: list[tuple[str, Grant]], now: float) -> None:
@@ -357,7 +544,7 @@ class Journal:
         carry over the events appended meanwhile."""
         loop = asyncio.get_running_loop()
         tmp, fd = self._open_tmp()
-        self._pending = []
+        self._pending, self._pending_durable = [], False
         installed = False
         kept = 0
         try:
@@ -369,6 +556,8 @@ class Journal:
             await loop.run_in_executor(None, os.fsync, fd)
             pending = self._pending
             _write_all(fd, b"".join(pending))  # no await from here to install
+            if self._pending_durable:
+                os.fsync(fd)  # an admin change made meanwhile stays durable in the new file
             os.close(fd)
             fd = -1
             self._install(tmp, kept + len(pending))
@@ -394,15 +583,19 @@ class Journal:
 # ------------------------------------------------------------------ grants ---
 
 class GrantStore:
-    """ip -> (expires, user, login).  ``clock`` is injectable for tests."""
+    """ip -> (expires, user, login).  ``clock`` is injectable for tests.
+    ``on_grow`` is called when the journal has outgrown the live set."""
 
     def __init__(self, ttl: int, never_authorize: tuple[Any, ...] = (),
-                 journal: Journal | None = None, clock: Callable[[], float] = time.time) -> None:
+                 journal: Journal | None = None, clock: Callable[[], float] = time.time,
+                 max_grants: int = int(DEFAULTS["max_grants"])) -> None:
         self.ttl = ttl
         self.never = tuple(never_authorize)
         self.journal = journal
         self.clock = clock
+        self.max_grants = max_grants
         self.grants: dict[str, Grant] = {}
+        self.on_grow: Callable[[], None] | None = None
 
     def never_authorized(self, ip: str) -> bool:
         if not self.never:
@@ -418,34 +611,46 @@ class GrantStore:
         now = self.clock()
         return [(ip, g) for ip, g in self.grants.items() if now < g[0]]
 
-    def grant(self, ip: str, user: str, source: str) -> float | None:
-        """Grant (or refresh) a normalised ip; returns expiry, None if refused."""
+    def _journal(self, rec: dict[str, Any] | bytes, durable: bool) -> None:
+        if self.journal is None:
+            return
+        self.journal.append(rec, durable)
+        if self.on_grow is not None and self.needs_compaction():
+            self.on_grow()
+
+    def grant(self, ip: str, user: str, source: str, durable: bool = False) -> float | None:
+        """Grant (or refresh) a normalised ip; returns expiry, None if refused.
+        Raises JournalError (and grants nothing) if a durable grant fails."""
         if self.never_authorized(ip):
             event("grant-refused", reason="never-authorize", user=user, ip=ip, source=source)
             return None
+        if ip not in self.grants and len(self.grants) >= self.max_grants:
+            while self.sweep() == SWEEP_BATCH:
+                pass
+            if len(self.grants) >= self.max_grants:
+                event_limited("grant-refused", reason="max-grants", user=user, ip=ip, source=source)
+                return None
         now = self.clock()
-        g = (now + self.ttl, user[:MAX_USER], now)
+        g = (now + self.ttl, sys.intern(user[:MAX_USER]), now)
+        self._journal(grant_line(ip, g), durable)
         self.grants.pop(ip, None)  # re-insert at the end: keeps expiry order
         self.grants[ip] = g
-        if self.journal is not None:
-            self.journal.append(grant_line(ip, g))
         event("grant", user=g[1], ip=ip, expires=iso(g[0]), source=source)
         return g[0]
 
     def revoke(self, ip: str, source: str = "admin") -> bool:
+        """Withdraw ip's grant, durably first (raises JournalError otherwise)."""
         was_valid = self.lookup(ip) is not None
-        g = self.grants.pop(ip, None)
-        if g is not None:
-            if self.journal is not None:
-                self.journal.append({"op": "revoke", "ip": ip, "at": self.clock()})
-            event("revoke", ip=ip, user=g[1], source=source)
+        if ip in self.grants:
+            self._journal({"op": "revoke", "ip": ip, "at": self.clock()}, durable=True)
+            event("revoke", ip=ip, user=self.grants.pop(ip)[1], source=source)
         return was_valid
 
     def flush(self, source: str = "admin") -> int:
+        """Withdraw every grant, durably first (raises JournalError otherwise)."""
         count = len(self.valid())
+        self._journal({"op": "flush", "at": self.clock()}, durable=True)
         self.grants.clear()
-        if self.journal is not None:
-            self.journal.append({"op": "flush", "at": self.clock()})
         event("flush", grants=count, source=source)
         return count
 
@@ -463,12 +668,15 @@ class GrantStore:
 
     def restore(self) -> int:
         """Replay the journal, keep still-valid grants (expiry capped to
-        login + current ttl, never extended), then compact it."""
+        login + current ttl, never extended), then compact it.  The journal
+        is read one line at a time into the live set: memory is that of the
+        live grants, not of the file."""
         if self.journal is None:
             return 0
-        records, bad = self.journal.replay()
+        bad = [0]
+        now = self.clock()
         state: dict[str, Grant] = {}
-        for rec in records:
+        for rec in self.journal.records(bad):
             op, ip = rec.get("op"), normalize_ip(rec.get("ip"))
             exp, user, login = rec.get("expires"), rec.get("user"), rec.get("login")
             if op == "flush":
@@ -477,24 +685,23 @@ class GrantStore:
                 state.pop(ip, None)
             elif (op == "grant" and ip is not None and isinstance(user, str)
                   and all(type(v) in (int, float) and abs(v) < 1e12 for v in (exp, login))):
-                state[ip] = (float(exp), user[:MAX_USER], float(login))
+                exp = min(float(exp), min(float(login), now) + self.ttl)  # min(login, now): clock went back
+                state.pop(ip, None)
+                if now < exp:
+                    state[ip] = (exp, sys.intern(user[:MAX_USER]), float(login))
             else:
-                bad += 1
-        if bad:
-            event("journal-skipped", lines=bad, path=self.journal.path)
-        now = self.clock()
-        kept = []
-        for ip, (exp, user, login) in state.items():
-            exp = min(exp, min(login, now) + self.ttl)  # min(login, now): clock went back
-            if now >= exp:
-                continue
-            if self.never_authorized(ip):
-                event("grant-refused", reason="never-authorize", user=user, ip=ip, source="journal")
-                continue
-            kept.append((exp, ip, user, login))
-        kept.sort()
-        self.grants = {ip: (exp, user, login) for exp, ip, user, login in kept}
-        self.journal.compact([grant_line(ip, g) for ip, g in self.grants.items()])
+                bad[0] += 1
+        if bad[0]:
+            event("journal-skipped", lines=bad[0], path=self.journal.path)
+        for ip in [ip for ip in state if self.never_authorized(ip)]:
+            event("grant-refused", reason="never-authorize", user=state.pop(ip)[1], ip=ip, source="journal")
+        items = sorted(state.items(), key=lambda item: item[1][0])
+        state.clear()
+        if len(items) > self.max_grants:  # keep the longest-lived
+            event("grant-refused", reason="max-grants", grants=len(items) - self.max_grants, source="journal")
+            del items[:len(items) - self.max_grants]
+        self.grants = dict(items)
+        self.journal.compact(items)
         return len(self.grants)
 
     def needs_compaction(self) -> bool:
@@ -509,62 +716,94 @@ class GrantStore:
 # ---------------------------------------------------------------- daemon ---
 
 class Daemon:
-    def __init__(self, cfg: Config, token: bytes, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: Config, token: bytes, clock: Callable[[], float] = time.time,
+                 inherited: dict[str, socket.socket] | None = None) -> None:
         self.cfg = cfg
         self.token = token
-        self.store = GrantStore(cfg.ttl, cfg.never_authorize, Journal(cfg.state_file), clock)
+        self.store = GrantStore(cfg.ttl, cfg.never_authorize, Journal(cfg.state_file), clock, cfg.max_grants)
+        self.store.on_grow = self._schedule_compaction
         self.clock = clock
         self.decisions = self.permitted = self.reports = 0
-        self.conns: set[asyncio.BaseTransport] = set()
+        self.conns: dict[str, dict[asyncio.BaseTransport, _Base]] = {kind: {} for kind in LISTENERS}
+        self.inherited = inherited or {}
         self._norm: dict[bytes, str | None] = {}
         self._relay_seen: dict[str, tuple[bytes, ...]] = {}
         self._servers: list[asyncio.AbstractServer] = []
-        self._sweeper: asyncio.Task[None] | None = None
-        self._admin_bound = False
-        self.policy_port = self.report_port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._compactor: asyncio.Task[None] | None = None
+        self._bound_paths: list[str] = []
+        self.addresses: dict[str, str] = {}
 
     async def start(self) -> None:
         restored = self.store.restore()
         loop = asyncio.get_running_loop()
+        factories = {"policy": PolicyProtocol, "report": ReportProtocol, "admin": AdminProtocol}
+        wanted = {"policy": self.cfg.policy_listen, "report": self.cfg.report_listen,
+                  "admin": self.cfg.admin_socket}
         try:
-            for listen, proto in ((self.cfg.policy_listen, PolicyProtocol),
-                                  (self.cfg.report_listen, ReportProtocol)):
-                srv = await loop.create_server(lambda p=proto: p(self), *listen, reuse_address=True)
+            for kind in LISTENERS:
+                sock = self._listener(kind, wanted[kind])
+                factory = (lambda f=factories[kind]: f(self))
+                if sock.family == socket.AF_UNIX:
+                    srv = await loop.create_unix_server(factory, sock=sock, backlog=256)
+                else:
+                    srv = await loop.create_server(factory, sock=sock, backlog=256)
                 self._servers.append(srv)
-            self.policy_port, self.report_port = (s.sockets[0].getsockname()[1] for s in self._servers)
-            path = self.cfg.admin_socket
-            _prepare_admin_socket(path)
-            old = os.umask(0o177)
-            try:
-                self._servers.append(await loop.create_unix_server(lambda: AdminProtocol(self), path))
-                self._admin_bound = True
-            finally:
-                os.umask(old)
-            os.chmod(path, 0o600)
+                name = sock.getsockname()
+                self.addresses[kind] = (f"unix:{name}" if isinstance(name, str)
+                                        else f"{name[0]}:{name[1]}")
         except BaseException:
             await self.stop(log_stop=False)
             raise
-        self._sweeper = asyncio.create_task(self._sweep_loop())
-        event("start", ttl=self.cfg.ttl, **{"grants-restored": restored},
-              policy=f"{self.cfg.policy_listen[0]}:{self.policy_port}",
-              report=f"{self.cfg.report_listen[0]}:{self.report_port}", admin=self.cfg.admin_socket)
+        self._tasks = [asyncio.create_task(self._sweep_loop()), asyncio.create_task(self._reap_loop())]
+        event("start", ttl=self.cfg.ttl, **{"grants-restored": restored}, sockets=self.cfg.sockets,
+              **self.addresses)
+
+    def _listener(self, kind: str, addr: tuple[str, int] | str) -> socket.socket:
+        """The inherited socket (sockets = systemd), or a new one (bind)."""
+        if self.cfg.sockets == "systemd":
+            sock = self.inherited.get(kind)
+            if sock is None:
+                raise OSError(errno.ENOENT, f"no {kind} socket from systemd (FileDescriptorName={kind})")
+            return sock
+        if isinstance(addr, str):
+            _prepare_unix_socket(addr)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            old = os.umask(0o177)
+            try:
+                sock.bind(addr)
+            finally:
+                os.umask(old)
+            self._bound_paths.append(addr)
+            return sock
+        infos = socket.getaddrinfo(addr[0], addr[1], type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(infos[0][4])
+        return sock
+
+    def port(self, kind: str) -> int:
+        return int(self.addresses[kind].rpartition(":")[2])
 
     async def stop(self, log_stop: bool = True) -> None:
         for srv in self._servers:
             srv.close()
-        for transport in list(self.conns):
-            transport.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for conns in self.conns.values():
+            for transport in list(conns):
+                transport.close()
+        for task in self._tasks + ([self._compactor] if self._compactor else []):
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        if self._admin_bound:
-            self._admin_bound = False
+                await task
+        self._tasks, self._compactor = [], None
+        for path in self._bound_paths:  # ours only: systemd's stay for the next start
             with contextlib.suppress(OSError):
-                os.unlink(self.cfg.admin_socket)
+                os.unlink(path)
+        self._bound_paths.clear()
         self._servers.clear()
         if self.store.journal is not None:
             self.store.journal.close()
+        flush_limited(force=True)
         if log_stop:
             event("stop", grants=len(self.store.grants))
 
@@ -575,6 +814,17 @@ class Daemon:
         except ConfigError as e:
             event("reload", token="kept-old", error=str(e))
 
+    def _schedule_compaction(self) -> None:
+        if self._compactor is None or self._compactor.done():
+            with contextlib.suppress(RuntimeError):  # no running loop: start-up or tests
+                self._compactor = asyncio.get_running_loop().create_task(self._compact())
+
+    async def _compact(self) -> None:
+        try:
+            await self.store.compact()
+        except Exception as e:  # keep serving from memory; retried at the next growth or sweep
+            event_limited("journal-error", op="compact", path=self.cfg.state_file, error=str(e))
+
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.sweep_interval)
@@ -584,10 +834,30 @@ class Daemon:
             for ip in [ip for ip in self._relay_seen if ip not in grants]:
                 del self._relay_seen[ip]
             if self.store.needs_compaction():
-                try:
-                    await self.store.compact()
-                except Exception as e:  # keep serving from memory; retried next sweep
-                    event("journal-error", op="compact", path=self.cfg.state_file, error=str(e))
+                self._schedule_compaction()
+            flush_limited()
+
+    async def _reap_loop(self) -> None:
+        """Close connections that are idle too long or dribble a request."""
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            now = time.monotonic()
+            for kind, conns in self.conns.items():
+                limits = LIMITS[kind]
+                for proto in list(conns.values()):
+                    proto.reap(now, limits)
+
+    def admit(self, proto: _Base) -> bool:
+        """Room for a new connection of ``proto.kind``: at the cap, the
+        longest-idle connection is closed for it."""
+        conns = self.conns[proto.kind]
+        if len(conns) >= LIMITS[proto.kind].connections:
+            oldest = min(conns.values(), key=lambda p: p.last_active)
+            event_limited("connection-limit", listener=proto.kind, limit=LIMITS[proto.kind].connections)
+            oldest.transport.abort()
+            conns.pop(oldest.transport, None)
+        conns[proto.transport] = proto
+        return True
 
     # -- Postfix policy: the hot path
     def policy_decide(self, req: bytes, now: float) -> bytes:
@@ -628,17 +898,22 @@ class Daemon:
         protocol = doc.get("protocol")
         if not isinstance(protocol, str) or protocol.lower() not in self.cfg.protocols:
             return "protocol"
-        user = doc.get("login") if isinstance(doc.get("login"), str) else ""
+        # The account that authenticated (Dovecot's %{user}, after the passdb
+        # has settled the name), not what the client typed (%{requested_username}).
+        user = doc.get("account")
+        if not isinstance(user, str) or not user:
+            event_limited("report-ignored", reason="no-account", login=doc.get("login"))
+            return "no-account"
         ip = normalize_ip(doc.get("remote"))
         if ip is None:
-            event("report-ignored", reason="bad-remote", user=user, remote=doc.get("remote"))
+            event_limited("report-ignored", reason="bad-remote", user=user, remote=doc.get("remote"))
             return "bad-remote"
-        return "granted" if self.store.grant(ip, user, "dovecot") is not None else "never-authorize"
+        return "granted" if self.store.grant(ip, user, "dovecot") is not None else "refused"
 
     def handle_http(self, req: HttpRequest, peer: str) -> tuple[int, bytes]:
         key = req.headers.get("x-api-key", "").encode("latin-1")
         if not hmac.compare_digest(key, self.token):
-            event("report-refused", reason="bad-token", peer=peer)
+            event_limited("report-refused", reason="bad-token", peer=peer)
             return 403, b'{"error":"bad token"}'
         if req.method != "POST":
             return 405, b'{"error":"use POST"}'
@@ -673,11 +948,18 @@ class Daemon:
             return {"ok": True, "now": now, "grants": [
                 {"ip": ip, "user": g[1], "login": g[2], "expires": g[0], "seconds_left": int(g[0] - now)}
                 for ip, g in self.store.valid()]}
-        if cmd == "flush":
-            return {"ok": True, "flushed": self.store.flush()}
         if cmd == "stats":
             return {"ok": True, "pid": os.getpid(), "grants": len(self.store.grants),
-                    "decisions": self.decisions, "permitted": self.permitted, "reports": self.reports}
+                    "decisions": self.decisions, "permitted": self.permitted, "reports": self.reports,
+                    "connections": {k: len(v) for k, v in self.conns.items()}}
+        try:
+            return self._admin_change(cmd, req)
+        except JournalError as e:
+            return {"ok": False, "error": str(e)}
+
+    def _admin_change(self, cmd: object, req: dict[str, Any]) -> dict[str, Any]:
+        if cmd == "flush":
+            return {"ok": True, "flushed": self.store.flush()}
         if cmd not in ("grant", "revoke"):
             return {"ok": False, "error": f"unknown command {clean(cmd)}"}
         ip = normalize_ip(req.get("ip"))
@@ -688,13 +970,15 @@ class Daemon:
         user = req.get("user") or "admin"
         if not isinstance(user, str):
             return {"ok": False, "error": "user must be a string"}
-        expires = self.store.grant(ip, user, "admin")
+        expires = self.store.grant(ip, user, "admin", durable=True)
         if expires is None:
-            return {"ok": False, "error": f"{ip} is inside never_authorize"}
+            reason = "is inside never_authorize" if self.store.never_authorized(ip) else \
+                f"cannot be granted: {self.cfg.max_grants} grants (max_grants) are live"
+            return {"ok": False, "error": f"{ip} {reason}"}
         return {"ok": True, "ip": ip, "user": user[:MAX_USER], "expires": expires}
 
 
-def _prepare_admin_socket(path: str) -> None:
+def _prepare_unix_socket(path: str) -> None:
     """Create the directory; refuse to steal the socket of a running daemon."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
     if os.path.exists(path):
@@ -710,41 +994,135 @@ def _prepare_admin_socket(path: str) -> None:
 # -------------------------------------------------------------- protocols ---
 
 class _Base(asyncio.Protocol):
+    """A connection of one listener (``kind``): reads into ``buf``, answers
+    with ``process``, which stops while WRITE_HIGH bytes of replies are
+    unsent; reading is paused meanwhile, so a client that writes without
+    reading holds at most one read's worth of requests and WRITE_HIGH of
+    replies.  ``reap`` enforces the listener's idle and request time limits."""
+
+    kind = ""
+
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
         self.buf = b""
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.last_active = time.monotonic()
+        self.request_since = 0.0  # when the request now in buf began; 0: none
+        self.blocked_since = 0.0  # when reading stopped for unsent replies; 0: reading
+        self.write_blocked = False  # the transport's buffer passed WRITE_HIGH
+        self.starved = False  # process() stopped for lack of room, requests wait in buf
+        self.reading = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.d.conns.add(transport)
+        if not self.allowed():
+            self.transport.abort()
+            return
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self.d.admit(self)
+
+    def allowed(self) -> bool:
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.d.conns.discard(self.transport)
+        self.d.conns[self.kind].pop(self.transport, None)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        self.buf = self.buf + data if self.buf else data
+        self._run()
+
+    def _run(self) -> None:
+        """process(), then read on only if nothing waits for room: a client
+        that writes faster than it reads is paused, not buffered."""
+        self.starved = False
+        self.process()
+        if not self.buf:
+            self.request_since = 0.0
+        elif not self.request_since:
+            self.request_since = time.monotonic()
+        if self.transport.is_closing():
+            return
+        reading = not (self.write_blocked or self.starved)
+        if reading != self.reading:
+            self.reading = reading
+            (self.transport.resume_reading if reading else self.transport.pause_reading)()
+            self.blocked_since = 0.0 if reading else time.monotonic()
+
+    def process(self) -> None:
+        raise NotImplementedError
+
+    def room(self) -> int:
+        """Bytes of replies that may still be written now; sets starved at 0."""
+        room = WRITE_HIGH - self.transport.get_write_buffer_size()
+        if room <= 0:
+            self.starved = True
+        return room
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+        if self.reading:
+            self.reading = False
+            self.transport.pause_reading()
+            self.blocked_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        self.last_active = time.monotonic()
+        self._run()  # what was read meanwhile, then read on
+
+    def reap(self, now: float, limits: Limits) -> None:
+        if self.transport.is_closing():
+            return
+        if self.starved and not self.write_blocked:
+            self._run()  # room came back without a resume_writing call
+        if self.blocked_since and now - self.blocked_since > limits.request:
+            event_limited("connection-closed", listener=self.kind, reason="replies-not-read", peer=self.peer())
+            self.transport.abort()
+        elif self.request_since and now - self.request_since > limits.request:
+            event_limited("connection-closed", listener=self.kind, reason="request-timeout", peer=self.peer())
+            self.timed_out()
+        elif now - self.last_active > limits.idle:
+            self.transport.close()
+
+    def timed_out(self) -> None:
+        self.transport.close()
 
     def peer(self) -> str:
         peer = self.transport.get_extra_info("peername")
-        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and peer else "local"
 
 
 class PolicyProtocol(_Base):
     """Postfix policy delegation: ``name=value`` lines, blank line ends a
     request; many (possibly pipelined) requests per connection."""
 
-    def data_received(self, data: bytes) -> None:
-        if self.buf:  # only the new bytes (plus one) can end a request: linear if dribbled
-            complete, buf = b"\n\n" in self.buf[-1:] + data, self.buf + data
-        else:
-            complete, buf = True, data
-        if complete:
-            requests = buf.split(b"\n\n")
-            buf = requests.pop()
-            if requests:
-                decide, now = self.d.policy_decide, self.d.clock()
-                self.transport.write(b"".join([decide(r, now) for r in requests]))
-        self.buf = buf
-        if len(buf) > MAX_POLICY_REQUEST:
-            event("policy-oversized", peer=self.peer())
+    kind = "policy"
+    scan = 0  # buf[:scan] holds no request end: searches resume there (linear if dribbled)
+
+    def process(self) -> None:
+        buf, pos, out = self.buf, 0, []
+        room, decide, now = self.room(), self.d.policy_decide, self.d.clock()
+        end = 0
+        while True:
+            end = buf.find(b"\n\n", max(pos, self.scan))
+            if end < 0:
+                break
+            if room <= 0:
+                self.starved = True
+                break
+            reply = decide(buf[pos:end], now)
+            out.append(reply)
+            room -= len(reply)
+            pos = end + 2
+        if out:
+            self.transport.write(b"".join(out))
+        self.buf = buf[pos:] if pos else buf
+        self.scan = max(len(self.buf) - 1, 0) if end < 0 else 0
+        self.starved = end >= 0
+        if end < 0 and len(self.buf) > MAX_POLICY_REQUEST:
+            event_limited("policy-oversized", peer=self.peer())
+            self.buf = b""
             self.transport.close()
 
 
@@ -839,11 +1217,25 @@ def parse_http_request(buf: bytes, start: int = 0) -> tuple[HttpRequest, int] | 
 
 class ReportProtocol(_Base):
     """Minimal HTTP/1.1 server for Dovecot's auth policy: keep-alive,
-    pipelining, Content-Length or chunked bodies."""
+    pipelining, Content-Length or chunked bodies, at most MAX_HTTP_REQUEST
+    bytes a request.  Only peers owned by ``report_users`` are served."""
 
-    def data_received(self, data: bytes) -> None:
-        buf, pos = self.buf + data, 0
-        while pos < len(buf) and not self.transport.is_closing():
+    kind = "report"
+
+    def allowed(self) -> bool:
+        users = self.d.cfg.report_users
+        if users is None:
+            return True
+        uid = peer_uid(self.transport.get_extra_info("socket"))
+        if uid in users:
+            return True
+        event_limited("report-refused", reason="peer-not-allowed", uid="unknown" if uid is None else uid,
+                      peer=self.peer())
+        return False
+
+    def process(self) -> None:
+        buf, pos, incomplete = self.buf, 0, False
+        while pos < len(buf) and not self.transport.is_closing() and self.room() > 0:
             while buf.startswith(b"\r\n", pos):  # tolerated between requests
                 pos += 2
             try:
@@ -852,12 +1244,20 @@ class ReportProtocol(_Base):
                 self.respond(e.status, json.dumps({"error": str(e)}).encode(), keep=False)
                 break
             if parsed is None:
+                incomplete = True
                 break
             req, pos = parsed
             conn = req.headers.get("connection", "").lower()
             keep = "close" not in conn if req.version == "HTTP/1.1" else "keep-alive" in conn
             self.respond(*self.d.handle_http(req, self.peer()), keep=keep)
-        self.buf = buf[pos:]
+        self.buf = buf[pos:] if not self.transport.is_closing() else b""
+        if incomplete and len(self.buf) > MAX_HTTP_REQUEST:
+            self.buf = b""
+            self.respond(413, b'{"error":"request too large"}', keep=False)
+
+    def timed_out(self) -> None:
+        self.buf = b""
+        self.respond(408, b'{"error":"request timeout"}', keep=False)
 
     def respond(self, status: int, body: bytes, keep: bool) -> None:
         head = (f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: application/json\r\n"
@@ -872,11 +1272,21 @@ class ReportProtocol(_Base):
 class AdminProtocol(_Base):
     """One JSON object per line each way."""
 
-    def data_received(self, data: bytes) -> None:
-        *lines, self.buf = (self.buf + data).split(b"\n")
-        if lines:
-            self.transport.write(b"".join(json.dumps(self.d.handle_admin(x)).encode() + b"\n" for x in lines))
-        if len(self.buf) > MAX_ADMIN_LINE:
+    kind = "admin"
+
+    def process(self) -> None:
+        out, room = [], self.room()
+        while b"\n" in self.buf:
+            if room <= 0:
+                self.starved = True
+                break
+            line, _, self.buf = self.buf.partition(b"\n")
+            out.append(json.dumps(self.d.handle_admin(line)).encode() + b"\n")
+            room -= len(out[-1])
+        if out:
+            self.transport.write(b"".join(out))
+        if b"\n" not in self.buf and len(self.buf) > MAX_ADMIN_LINE:
+            self.buf = b""
             self.transport.close()
 
 
@@ -904,9 +1314,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--admin-socket", metavar="PATH", help=f"default {DEFAULTS['admin_socket']}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", parents=[common], help="run the daemon")
-    metavars = {"policy_listen": "HOST:PORT", "report_listen": "HOST:PORT", "state_file": "FILE",
+    metavars = {"sockets": "bind|systemd", "policy_listen": "HOST:PORT|unix:PATH",
+                "report_listen": "HOST:PORT", "report_users": "USERS", "state_file": "FILE",
                 "token_file": "FILE", "ttl": "SECONDS", "never_authorize": "CIDRS", "protocols": "LIST",
-                "sweep_interval": "SECONDS"}
+                "sweep_interval": "SECONDS", "max_grants": "N"}
     for key, metavar in metavars.items():
         serve.add_argument("--" + key.replace("_", "-"), dest=key, metavar=metavar,
                            help=f"default {DEFAULTS[key]!r}")
@@ -958,15 +1369,23 @@ def run_admin(args: argparse.Namespace, socket_path: str) -> int:
     return 0
 
 
-async def _serve(cfg: Config, token: bytes) -> int:
-    daemon = Daemon(cfg, token)
+def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's own errors (accept() out of descriptors, say): rate-limited."""
+    exc = context.get("exception")
+    event_limited("loop-error", message=context.get("message", ""), error=repr(exc) if exc else "")
+
+
+async def _serve(cfg: Config, token: bytes, inherited: dict[str, socket.socket]) -> int:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_error)
+    daemon = Daemon(cfg, token, inherited=inherited)
     try:
         await daemon.start()
-    except OSError as e:
-        event("error", reason="startup", error=e.strerror or str(e), path=e.filename or "")
+    except (OSError, JournalError) as e:
+        error = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
+        event("error", reason="startup", error=error, path=getattr(e, "filename", None) or "")
         return 1
     gc.freeze()  # start-up objects out of the collector's way: shorter full-collection pauses
-    loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
@@ -990,7 +1409,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")
-    return asyncio.run(_serve(cfg, token))
+    return asyncio.run(_serve(cfg, token, systemd_sockets()))
 
 
 if __name__ == "__main__":
