@@ -37,6 +37,7 @@ molecule:
 	molecule test --no-command-borders -s lists
 
 bench: setup
+	@python3 bench/pop_before_smtp_hostile.py
 	@bash bench/run.sh
 	@bash bench/run.sh lists
 	@bash bench/run.sh webmail

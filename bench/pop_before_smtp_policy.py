@@ -18,8 +18,7 @@ It prints figures against the goals (>= 20 000 decisions/s, p99 < 1 ms,
 RSS < 64 MiB at 100 000 grants) and asserts nothing.
 
     bench/pop_before_smtp_policy.py --spawn
-    bench/pop_before_smtp_policy.py --policy 10.0.0.5:10031 --report 10.0.0.5:10032 \\
-        --token-file token --pid 1234
+    bench/pop_before_smtp_policy.py --token-file token --pid 1234   # on the appliance, as root
 """
 from __future__ import annotations
 
@@ -45,7 +44,19 @@ REPO_DAEMON = HERE.parent / "roles/pop_before_smtp/files/pop_before_smtp.py"
 GOAL_RATE, GOAL_P99_MS, GOAL_RSS_MIB = 20_000, 1.0, 64
 
 
-def hostport(value: str) -> tuple[str, int]:
+def connect(addr: tuple[str, int] | str, timeout: float) -> socket.socket:
+    """TCP to (host, port), or the unix socket at a path."""
+    if isinstance(addr, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(addr)
+        return sock
+    return socket.create_connection(addr, timeout=timeout)
+
+
+def hostport(value: str) -> tuple[str, int] | str:
+    if value.startswith("/"):
+        return value
     host, _, port = value.rpartition(":")
     return host.strip("[]"), int(port)
 
@@ -171,8 +182,9 @@ def one_connection(addr: tuple[str, int], pool: list[tuple[bytes, bytes]], total
     client's own wake-up latency (tens of microseconds per round trip on a VM)."""
     lat, wrong = [], 0
     clock = time.perf_counter_ns
-    with socket.create_connection(addr, timeout=10) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with connect(addr, timeout=10) as sock:
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(not spin)
         start = time.perf_counter()
         for n in range(total):
@@ -216,8 +228,9 @@ def many_connections(addr: tuple[str, int], pool: list[tuple[bytes, bytes]], tot
         sock.send(req)
 
     for _ in range(conns):
-        sock = socket.create_connection(addr, timeout=10)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = connect(addr, timeout=10)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         socks.append(sock)
         sel.register(sock, selectors.EVENT_READ, [b"", 0, b""])
@@ -277,10 +290,10 @@ def spawn(args: argparse.Namespace, tmp: Path) -> subprocess.Popen:
     token = secrets.token_hex(16)
     (tmp / "token").write_text(token + "\n")
     args.token = token
-    args.policy, args.report = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    args.policy, args.report = str(tmp / "policy.sock"), f"127.0.0.1:{free_port()}"
     args.admin_socket = str(tmp / "admin.sock")
     (tmp / "pbs.conf").write_text(
-        f"[pop-before-smtp]\npolicy_listen = {args.policy}\nreport_listen = {args.report}\n"
+        f"[pop-before-smtp]\npolicy_listen = unix:{args.policy}\nreport_listen = {args.report}\n"
         f"admin_socket = {args.admin_socket}\nstate_file = {tmp}/state/grants.journal\n"
         f"token_file = {tmp}/token\n")
     with open(tmp / "daemon.log", "wb") as log:
@@ -304,7 +317,8 @@ def main() -> int:
     p.add_argument("--spawn", action="store_true", help="start the daemon locally with a temp state dir")
     p.add_argument("--daemon", type=Path, default=REPO_DAEMON if REPO_DAEMON.exists()
                    else Path("/usr/local/sbin/pop-before-smtp"), help="daemon script for --spawn")
-    p.add_argument("--policy", default="127.0.0.1:10031", help="policy HOST:PORT")
+    p.add_argument("--policy", default="/var/spool/postfix/private/pop-before-smtp",
+                   help="policy socket: PATH or HOST:PORT")
     p.add_argument("--report", default="127.0.0.1:10032", help="auth-policy report HOST:PORT")
     p.add_argument("--token", help="X-API-Key for the report endpoint")
     p.add_argument("--token-file", default="/etc/pop-before-smtp/token")

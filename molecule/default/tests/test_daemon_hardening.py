@@ -193,8 +193,7 @@ def test_idle_connections_of_a_local_account_do_not_starve_postfix(appliance, pr
     log = journal_since(appliance, since)
     # thousands of refusals, a handful of lines: grant and relay lines survive
     assert log.count("report-refused") <= 3
-    assert "relay-permitted ip=" + granted in log
-    appliance.run("pkill -u nobody -f 'python3 -c' || true")
+    assert "relay-permitted ip=" + granted in log  # the holder exits by itself after 20 s
 
 
 # Finding 4: with the journal unwritable, revoke and flush said ok; a

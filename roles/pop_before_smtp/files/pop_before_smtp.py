@@ -68,6 +68,7 @@ import errno
 import gc
 import hmac
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -522,20 +523,21 @@ class Journal:
             os.close(old)
         self.lines = count
 
-    def compact(self, items: list[tuple[str, Grant]]) -> None:
-        """Atomically replace the journal with the grants in ``items``
-        (blocking: start-up), encoded a chunk at a time."""
+    def compact(self, grants: dict[str, Grant]) -> None:
+        """Atomically replace the journal with ``grants`` (blocking:
+        start-up), encoded a chunk at a time."""
         tmp, fd = self._open_tmp()
         try:
-            for i in range(0, len(items), COMPACT_CHUNK):
-                _write_all(fd, b"".join([grant_line(ip, g) for ip, g in items[i:i + COMPACT_CHUNK]]))
+            items = iter(grants.items())
+            while chunk := [grant_line(ip, g) for ip, g in itertools.islice(items, COMPACT_CHUNK)]:
+                _write_all(fd, b"".join(chunk))
             os.fsync(fd)
         except BaseException:
             os.unlink(tmp)
             raise
         finally:
             os.close(fd)
-        self._install(tmp, len(items))
+        self._install(tmp, len(grants))
         _fsync_dir(self.path)
 
     async def compact_async(self, items: list[tuple[str, Grant]], now: float) -> None:
@@ -695,13 +697,13 @@ class GrantStore:
             event("journal-skipped", lines=bad[0], path=self.journal.path)
         for ip in [ip for ip in state if self.never_authorized(ip)]:
             event("grant-refused", reason="never-authorize", user=state.pop(ip)[1], ip=ip, source="journal")
-        items = sorted(state.items(), key=lambda item: item[1][0])
-        state.clear()
-        if len(items) > self.max_grants:  # keep the longest-lived
-            event("grant-refused", reason="max-grants", grants=len(items) - self.max_grants, source="journal")
-            del items[:len(items) - self.max_grants]
-        self.grants = dict(items)
-        self.journal.compact(items)
+        order = sorted(state, key=lambda ip: state[ip][0])  # references only: no pair per grant
+        if len(order) > self.max_grants:  # keep the longest-lived
+            event("grant-refused", reason="max-grants", grants=len(order) - self.max_grants, source="journal")
+            del order[:len(order) - self.max_grants]
+        self.grants = {ip: state[ip] for ip in order}
+        del state, order
+        self.journal.compact(self.grants)
         return len(self.grants)
 
     def needs_compaction(self) -> bool:
