@@ -160,15 +160,24 @@ def test_daemon_down_means_no_relay_but_inbound_mail_flows(probe, appliance):
 
 
 def test_daemon_hung_means_no_relay_after_the_timeout_but_inbound_mail_flows(probe, appliance):
+    # Its own grant, on another address: the shared grant's expiry is the
+    # next test's subject.
+    source = ("--source", OTHER_CLIENT_IP)
+    appliance.check_output(f"pop-before-smtp grant {OTHER_CLIENT_IP} --user hung-test")
     appliance.check_output("systemctl kill -s STOP pop-before-smtp.service")
     try:
-        assert rcpt_codes(relay(probe)) == [554]  # Postfix gave up after 2 s: DUNNO
+        assert rcpt_codes(relay(probe, *source)) == [554]  # Postfix gave up after 2 s: DUNNO
         subject = unique_subject("inbound while daemon hung")
         assert probe.send("bob@qube.test", subject=subject)["data"][0] == 250
-        assert wait_for(lambda: subject in subjects(probe.pop3("bob")["messages"]), timeout=30)
+        # Read over IMAP: a POP3 login's report would wait for the daemon and
+        # grant this client anew once it runs again.
+        assert wait_for(lambda: subject in subjects(probe.imap("bob")["messages"]), timeout=30)
     finally:
         appliance.check_output("systemctl kill -s CONT pop-before-smtp.service")
-    assert rcpt_codes(relay(probe)) == [250]
+    try:
+        assert rcpt_codes(relay(probe, *source)) == [250]
+    finally:
+        appliance.check_output(f"pop-before-smtp revoke {OTHER_CLIENT_IP}")
 
 
 def test_audit_lines_in_the_journal(appliance):
