@@ -75,7 +75,7 @@ def cmd_smtp(args):
     smtp = smtplib.SMTP(timeout=args.timeout)
     try:
         out["banner"] = _reply(smtp.connect(args.server, args.port))
-        out["ehlo"] = _reply(smtp.ehlo(args.helo))[0]
+        out["ehlo"], out["ehlo_text"] = _reply(smtp.ehlo(args.helo))
         if args.starttls:
             out["starttls"] = _reply(smtp.starttls(context=tls_context()))[0]
             smtp.ehlo(args.helo)
