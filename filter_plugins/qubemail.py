@@ -314,7 +314,7 @@ options:
         description:
           - "Keys: C(webmail_enabled) (bool, default V(false)), C(webmail_https_port) (1-65535, V(443)),
             C(webmail_http_port) (0-65535, V(80); V(0) = none; must differ from the HTTPS port),
-            C(webmail_hsts_max_age) (seconds, V(0)), C(webmail_product_name) (one line, 1-64 characters),
+            C(webmail_hsts_max_age) (seconds, V(63072000); V(0) for none), C(webmail_product_name) (one line, 1-64 characters),
             C(webmail_language) (Roundcube code such as V(en_US)), C(webmail_session_lifetime) (minutes, 1-1440,
             V(30)), C(webmail_max_upload_mb) (1-2048, V(10))."
           - "Also C(mta_loopback_port) and C(pop_plaintext_auth_from_loopback). The web ports may not be those of the
@@ -526,7 +526,7 @@ WEBMAIL_DEFAULTS = {
     "webmail_enabled": False,
     "webmail_https_port": 443,
     "webmail_http_port": 80,
-    "webmail_hsts_max_age": 0,
+    "webmail_hsts_max_age": 63072000,
     "webmail_product_name": "Qube WebMail",
     "webmail_language": "en_US",
     "webmail_session_lifetime": 30,

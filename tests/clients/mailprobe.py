@@ -11,6 +11,7 @@ object, so a test on the controller can assert on every server reply:
   mailprobe expiry --server H --user U --password P --to X
   mailprobe login-time --server H --user U --password P [--count N]
   mailprobe raw --server H [--port 25] [--step N:BYTES ...] [--step eof:BYTES]
+  mailprobe https --server H [--port 443] [--path /]
 
 SMTP commands are sent verbatim (`MAIL FROM:<A>`, `RCPT TO:<B>`) so the
 open-relay battery can use forms that smtplib would rewrite.
@@ -20,6 +21,7 @@ import argparse
 import codecs
 import email
 import email.policy
+import http.client
 import imaplib
 import json
 import poplib
@@ -305,6 +307,20 @@ def cmd_raw(args):
     return out
 
 
+def cmd_https(args):
+    """One GET over HTTPS (certificate not verified): status, headers, body."""
+    conn = http.client.HTTPSConnection(args.server, args.port, timeout=args.timeout, context=tls_context())
+    try:
+        conn.request("GET", args.path, headers={"Host": args.host or args.server})
+        response = conn.getresponse()
+        return {"status": response.status, "headers": [[k, v] for k, v in response.getheaders()],
+                "body": response.read().decode("utf-8", "replace")}
+    except (http.client.HTTPException, OSError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        conn.close()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", required=True)
@@ -348,14 +364,20 @@ def main(argv=None):
     raw.add_argument("--step", action="append", default=[],
                      help="N:BYTES (send, then read N replies) or eof:BYTES (read until the server closes)")
 
+    https = sub.add_parser("https")
+    https.add_argument("--path", default="/")
+    https.add_argument("--host", help="Host header (default: --server)")
+
     args = parser.parse_args(argv)
     if args.source:
         _bind_source(args.source)
     if args.cmd in ("smtp", "raw") and args.port is None:
         args.port = 25
+    if args.cmd == "https" and args.port is None:
+        args.port = 443
     handler = {"smtp": cmd_smtp, "pop3": cmd_pop3, "imap": cmd_imap,
                "unlock": cmd_unlock, "expiry": cmd_expiry, "login-time": cmd_login_time,
-               "raw": cmd_raw}[args.cmd]
+               "raw": cmd_raw, "https": cmd_https}[args.cmd]
     json.dump(handler(args), sys.stdout)
     sys.stdout.write("\n")
     return 0

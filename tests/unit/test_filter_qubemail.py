@@ -1373,7 +1373,7 @@ def webmail_errors(**settings):
 
 def test_webmail_defaults_are_off_and_local():
     assert qf.qubemail_webmail({}) == {
-        "enabled": False, "https_port": 443, "http_port": 80, "hsts_max_age": 0,
+        "enabled": False, "https_port": 443, "http_port": 80, "hsts_max_age": 63072000,
         "product_name": "Qube WebMail", "language": "en_US", "session_lifetime": 30, "max_upload_mb": 10,
         "imap_host": "127.0.0.1:143", "smtp_host": "127.0.0.1:25",
     }
