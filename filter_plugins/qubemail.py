@@ -157,9 +157,12 @@ options:
             type: int
             default: 25
           mta_max_message_size_kb:
-            description: Largest accepted message in kilobytes; V("") or V(null) means unlimited.
+            description:
+              - Largest accepted message in kilobytes (the Qube's "Maximum Email Message Size"), a positive integer,
+                or V(0) for unlimited. The default is 25 MB, as at common mail providers.
+              - V("") and V(null) are refused: unlimited must be asked for with V(0).
             type: int
-            default: null
+            default: 25600
           mta_masquerade_domain:
             description: Empty, or a domain name to rewrite sender addresses to.
             type: str
@@ -311,7 +314,7 @@ options:
         description:
           - "Keys: C(webmail_enabled) (bool, default V(false)), C(webmail_https_port) (1-65535, V(443)),
             C(webmail_http_port) (0-65535, V(80); V(0) = none; must differ from the HTTPS port),
-            C(webmail_hsts_max_age) (seconds, V(0)), C(webmail_product_name) (one line, 1-64 characters),
+            C(webmail_hsts_max_age) (seconds, V(63072000); V(0) for none), C(webmail_product_name) (one line, 1-64 characters),
             C(webmail_language) (Roundcube code such as V(en_US)), C(webmail_session_lifetime) (minutes, 1-1440,
             V(30)), C(webmail_max_upload_mb) (1-2048, V(10))."
           - "Also C(mta_loopback_port) and C(pop_plaintext_auth_from_loopback). The web ports may not be those of the
@@ -410,7 +413,7 @@ _value:
     - "P(qubemail_mta#filter): a dict with C(smtp_enabled) (bool); C(mynetworks) (list: V(127.0.0.0/8), V([::1]/128),
       then the allowed networks in Postfix syntax, IPv6 in brackets, single addresses as /32 or /128, de-duplicated);
       C(relayhost) (V('') or V([host]:port), IPv6 as V([ipv6:2001:db8::1]:port)); C(message_size_limit) (int bytes,
-      V(0) = unlimited); C(masquerade_domain) (str); C(catch_all) (V(''), a user name or an address);
+      V(0) = unlimited, only when asked for with V(0)); C(masquerade_domain) (str); C(catch_all) (V(''), a user name or an address);
       C(denied_networks) (list, Postfix cidr-table syntax, given order, de-duplicated); C(denied_hostnames)
       (list, lower-cased, given order, de-duplicated); C(aliases) (list sorted by C(name) of dicts with C(name) and
       C(targets)) combining user aliases, O(qubemail_mta.settings.mta_aliases) and the default aliases."
@@ -504,7 +507,8 @@ MTA_DEFAULTS = {
     "mta_relay_allowed_networks": [],
     "mta_smart_relay_host": "",
     "mta_smart_relay_port": 25,
-    "mta_max_message_size_kb": None,
+    # 25 MB, as at common mail providers; unlimited only as an explicit 0.
+    "mta_max_message_size_kb": 25600,
     "mta_masquerade_domain": "",
     "mta_catch_all": "",
     "mta_denied_hosts": [],
@@ -522,7 +526,7 @@ WEBMAIL_DEFAULTS = {
     "webmail_enabled": False,
     "webmail_https_port": 443,
     "webmail_http_port": 80,
-    "webmail_hsts_max_age": 0,
+    "webmail_hsts_max_age": 63072000,
     "webmail_product_name": "Qube WebMail",
     "webmail_language": "en_US",
     "webmail_session_lifetime": 30,
@@ -1091,6 +1095,20 @@ def _message_size_limit(errors, field, value):
     return None if kilobytes is None else kilobytes * 1024
 
 
+def _mta_size_limit(errors, value):
+    """mta_max_message_size_kb to bytes. Unlike a list's limit, unlimited is
+    only an explicit 0: a blank value is refused, not taken as unlimited."""
+    field = "mta_max_message_size_kb"
+    wanted = " (kilobytes), or 0 for unlimited"
+    if _is_blank(value):
+        errors.add(field, value, "expected a positive integer%s; a blank value is not taken as unlimited" % wanted)
+        return None
+    if value == "0" or (_is_int(value) and value == 0):
+        return 0
+    kilobytes = _check_int(errors, field, value, 1, unit=wanted)
+    return None if kilobytes is None else kilobytes * 1024
+
+
 def _catch_all(errors, value, user_names):
     if _is_blank(value):
         return ""
@@ -1206,7 +1224,7 @@ def qubemail_mta(settings, base):
 
     port = _check_int(errors, "mta_smart_relay_port", s["mta_smart_relay_port"], 1, 65535)
     relayhost = _relayhost(errors, s["mta_smart_relay_host"], port)
-    message_size_limit = _message_size_limit(errors, "mta_max_message_size_kb", s["mta_max_message_size_kb"])
+    message_size_limit = _mta_size_limit(errors, s["mta_max_message_size_kb"])
     masquerade = ("" if _is_blank(s["mta_masquerade_domain"]) else
                   _check_domain(errors, "mta_masquerade_domain", s["mta_masquerade_domain"],
                                 "'' or a domain name"))

@@ -10,14 +10,18 @@ object, so a test on the controller can assert on every server reply:
   mailprobe unlock --server H --user U --password P --to X [--count N]
   mailprobe expiry --server H --user U --password P --to X
   mailprobe login-time --server H --user U --password P [--count N]
+  mailprobe raw --server H [--port 25] [--step N:BYTES ...] [--step eof:BYTES]
+  mailprobe https --server H [--port 443] [--path /]
 
 SMTP commands are sent verbatim (`MAIL FROM:<A>`, `RCPT TO:<B>`) so the
 open-relay battery can use forms that smtplib would rewrite.
 """
 
 import argparse
+import codecs
 import email
 import email.policy
+import http.client
 import imaplib
 import json
 import poplib
@@ -73,7 +77,7 @@ def cmd_smtp(args):
     smtp = smtplib.SMTP(timeout=args.timeout)
     try:
         out["banner"] = _reply(smtp.connect(args.server, args.port))
-        out["ehlo"] = _reply(smtp.ehlo(args.helo))[0]
+        out["ehlo"], out["ehlo_text"] = _reply(smtp.ehlo(args.helo))
         if args.starttls:
             out["starttls"] = _reply(smtp.starttls(context=tls_context()))[0]
             smtp.ehlo(args.helo)
@@ -252,6 +256,71 @@ def cmd_login_time(args):
             "p99_ms": sorted(times)[int(len(times) * 0.99) - 1], "times_ms": times}
 
 
+def _read_reply(stream):
+    """One SMTP reply (all its lines) as [code, text], or None at EOF. A line
+    without a reply code (a POP3 or IMAP greeting) is [0, the whole line]."""
+    lines = []
+    while True:
+        line = stream.readline()
+        if not line:
+            return None
+        text = line.decode("latin-1").rstrip("\r\n")
+        if not lines and not text[:3].isdigit():
+            return [0, text]
+        lines.append(text[4:])
+        if len(text) < 4 or text[3] != "-":
+            return [int(text[:3]) if text[:3].isdigit() else 0, "\n".join(lines)]
+
+
+def cmd_raw(args):
+    """Bytes exactly as given, for protocol edge cases (SMTP smuggling,
+    pipelining) and greetings (no --step). Each --step is N:BYTES: send BYTES (Python escapes such as
+    \\r\\n are decoded, so bare <LF> and <CR> can be written) in one write,
+    then read N replies; "eof:" reads replies until the server closes the
+    connection, so every byte sent has been processed when this returns."""
+    out = {"greeting": None, "steps": [], "closed": False}
+    try:
+        sock = socket.create_connection((args.server, args.port), timeout=args.timeout)
+    except OSError as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    stream = sock.makefile("rb")
+    try:
+        out["greeting"] = _read_reply(stream)
+        for step in args.step:
+            count, _, data = step.partition(":")
+            sock.sendall(codecs.decode(data, "unicode_escape").encode("latin-1"))
+            replies = []
+            while count == "eof" or len(replies) < int(count):
+                reply = _read_reply(stream)
+                if reply is None:
+                    out["closed"] = True
+                    break
+                replies.append(reply)
+            out["steps"].append(replies)
+            if out["closed"]:
+                break
+    except OSError as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        sock.close()
+    return out
+
+
+def cmd_https(args):
+    """One GET over HTTPS (certificate not verified): status, headers, body."""
+    conn = http.client.HTTPSConnection(args.server, args.port, timeout=args.timeout, context=tls_context())
+    try:
+        conn.request("GET", args.path, headers={"Host": args.host or args.server})
+        response = conn.getresponse()
+        return {"status": response.status, "headers": [[k, v] for k, v in response.getheaders()],
+                "body": response.read().decode("utf-8", "replace")}
+    except (http.client.HTTPException, OSError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        conn.close()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", required=True)
@@ -291,13 +360,24 @@ def main(argv=None):
         if name == "expiry":
             p.add_argument("--interval", type=float, default=0.02)
 
+    raw = sub.add_parser("raw")
+    raw.add_argument("--step", action="append", default=[],
+                     help="N:BYTES (send, then read N replies) or eof:BYTES (read until the server closes)")
+
+    https = sub.add_parser("https")
+    https.add_argument("--path", default="/")
+    https.add_argument("--host", help="Host header (default: --server)")
+
     args = parser.parse_args(argv)
     if args.source:
         _bind_source(args.source)
-    if args.cmd == "smtp" and args.port is None:
+    if args.cmd in ("smtp", "raw") and args.port is None:
         args.port = 25
+    if args.cmd == "https" and args.port is None:
+        args.port = 443
     handler = {"smtp": cmd_smtp, "pop3": cmd_pop3, "imap": cmd_imap,
-               "unlock": cmd_unlock, "expiry": cmd_expiry, "login-time": cmd_login_time}[args.cmd]
+               "unlock": cmd_unlock, "expiry": cmd_expiry, "login-time": cmd_login_time,
+               "raw": cmd_raw, "https": cmd_https}[args.cmd]
     json.dump(handler(args), sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -52,6 +52,19 @@ class Probe:
                     "--tls", tls, "--mailbox", mailbox)
 
 
+    def handshake(self, port, cipher, protocol="tls1_2", starttls=None):
+        """A TLS handshake with openssl s_client offering only `cipher` (at
+        @SECLEVEL=0 OpenSSL 3 offers old and anonymous suites too) and only
+        `protocol`. Returns {"ok", "protocol", "cipher", "output"}."""
+        cmd = (f"timeout 20 openssl s_client -brief -connect {self.server}:{port} -{protocol}"
+               f" -cipher {shlex.quote(cipher)}" + (f" -starttls {starttls}" if starttls else "") + " </dev/null")
+        result = self.client.run(cmd)
+        output = result.stdout + result.stderr
+        fields = dict(re.findall(r"(?m)^(Protocol version|Ciphersuite): (\S+)$", output))
+        return {"ok": result.rc == 0 and "CONNECTION ESTABLISHED" in output,
+                "protocol": fields.get("Protocol version"), "cipher": fields.get("Ciphersuite"), "output": output}
+
+
 def unique_subject(label):
     return f"{label} {uuid.uuid4().hex[:12]}"
 

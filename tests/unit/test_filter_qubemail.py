@@ -453,7 +453,7 @@ def test_mta_defaults_for_missing_keys():
         "smtp_enabled": True,
         "mynetworks": ["127.0.0.0/8", "[::1]/128"],
         "relayhost": "",
-        "message_size_limit": 0,
+        "message_size_limit": 25 * 1024 * 1024,
         "masquerade_domain": "",
         "catch_all": "",
         "denied_networks": [],
@@ -487,10 +487,10 @@ def test_mta_transport_errors(routes, field, value, fragment):
     assert_reported(lines, field, value, fragment)
 
 
-def test_mta_blank_values_mean_off_or_unlimited():
+def test_mta_blank_values_mean_off_and_zero_means_unlimited():
     result = qf.qubemail_mta({
         "mta_smtp_enabled": False, "mta_relay_allowed_networks": None, "mta_smart_relay_host": None,
-        "mta_max_message_size_kb": "", "mta_masquerade_domain": None, "mta_catch_all": None,
+        "mta_max_message_size_kb": 0, "mta_masquerade_domain": None, "mta_catch_all": None,
         "mta_denied_hosts": None, "mta_aliases": None,
     }, base_ok())
     assert (result["smtp_enabled"], result["mynetworks"], result["relayhost"], result["message_size_limit"],
@@ -597,7 +597,19 @@ def test_smart_relay_port_errors(port, fragment):
     assert_reported(lines, "mta_smart_relay_port", repr(port), fragment)
 
 
-@pytest.mark.parametrize("size, fragment", [(0, "positive integer"), (-1, "positive integer"),
+@pytest.mark.parametrize("size, expected", [(0, 0), ("0", 0), (1, 1024), ("25600", 26214400)])
+def test_max_message_size_zero_is_unlimited(size, expected):
+    assert qf.qubemail_mta({"mta_max_message_size_kb": size}, base_ok())["message_size_limit"] == expected
+
+
+@pytest.mark.parametrize("size", ["", None])
+def test_max_message_size_blank_is_not_unlimited(size):
+    # The Qube's blank field meant unlimited; here unlimited must be an explicit 0.
+    lines = mta_errors(mta_max_message_size_kb=size)
+    assert_reported(lines, "mta_max_message_size_kb", repr(size), "0 for unlimited", "not taken as unlimited")
+
+
+@pytest.mark.parametrize("size, fragment", [(-1, "positive integer"), (0.0, "not a float"),
                                             ("-10", "not a string"), ("ten", "not a string"), ("1e4", "not a string"),
                                             (True, "not a boolean"), (False, "not a boolean"),
                                             (1.5, "not a float")])
@@ -703,7 +715,7 @@ def test_mta_alias_loop_with_an_exit_is_fine():
 
 def test_mta_reports_every_error_in_one_message():
     lines = mta_errors(mta_smtp_enabled="maybe", mta_relay_allowed_networks=["0.0.0.0/0"],
-                       mta_smart_relay_port="port 25", mta_max_message_size_kb=0, mta_catch_all="zed",
+                       mta_smart_relay_port="port 25", mta_max_message_size_kb=-1, mta_catch_all="zed",
                        mta_aliases={"bob": ["alice"], "x": []})
     assert [line.split(" ")[0] for line in lines] == [
         "mta_smtp_enabled", "mta_relay_allowed_networks[0]", "mta_smart_relay_port",
@@ -1361,7 +1373,7 @@ def webmail_errors(**settings):
 
 def test_webmail_defaults_are_off_and_local():
     assert qf.qubemail_webmail({}) == {
-        "enabled": False, "https_port": 443, "http_port": 80, "hsts_max_age": 0,
+        "enabled": False, "https_port": 443, "http_port": 80, "hsts_max_age": 63072000,
         "product_name": "Qube WebMail", "language": "en_US", "session_lifetime": 30, "max_upload_mb": 10,
         "imap_host": "127.0.0.1:143", "smtp_host": "127.0.0.1:25",
     }
