@@ -113,7 +113,8 @@ def test_create_from_scratch(env):
     assert stat.S_IMODE(listdir.stat().st_mode) == 0o700
     assert (listdir / "index").read_text() == ""
     files = ctl(env)
-    assert sorted(files) == sorted(["listaddress", "owner", "moderators", "subonlypost", "tocc", "noarchive",
+    assert sorted(files) == sorted(["listaddress", "owner", "moderators", "subonlypost", "modnonsubposts", "tocc",
+                                    "noarchive",
                                     "noget", "nolistsubsemail", "smtpport", "verp", "delheaders",
                                     "customheaders", "access"])
     assert files["verp"] == "postfix\n"
@@ -172,9 +173,9 @@ def test_index_content_and_unmanaged_control_files_are_left_alone(env):
 
 
 @pytest.mark.parametrize("posting, present, absent", [
-    ("members", {"subonlypost"}, {"moderated"}),
-    ("moderated", {"moderated"}, {"subonlypost"}),
-    ("any", set(), {"moderated", "subonlypost"}),
+    ("members", {"subonlypost", "modnonsubposts"}, {"moderated"}),
+    ("moderated", {"moderated"}, {"subonlypost", "modnonsubposts"}),
+    ("any", set(), {"moderated", "subonlypost", "modnonsubposts"}),
 ])
 def test_posting_switch(env, posting, present, absent):
     env([mklist(posting="moderated" if posting != "moderated" else "members")])
@@ -186,8 +187,24 @@ def test_posting_switch(env, posting, present, absent):
 
 
 def test_moderators_file_always_written(env):
-    env([mklist(posting="moderated", moderators=[])])
+    env([mklist(posting="moderated", moderators=[], owners=[])])
     assert ctl(env)["moderators"] == "" and ctl(env)["moderated"] == ""
+
+
+def test_held_posts_go_to_the_owners_of_a_list_without_moderators(env):
+    # Non-member and oversized posts are held; someone must get the request.
+    env([mklist(moderators=[], owners=["boss@example.com", "admin@example.com"])])
+    assert ctl(env)["moderators"] == "admin@example.com\nboss@example.com\n"
+
+
+@pytest.mark.parametrize("posting", ["members", "any", "moderated"])
+def test_no_policy_mails_a_notice_to_the_poster(posting):
+    files = mm.control_files(mklist(posting=posting, max_message_size=1024), 25)
+    on = {name for name, content in files.items() if content is not None}
+    # mlmmj's refusals (deny-post) and waiting notices (wait-post) go to the forgeable From: address.
+    assert not on & {"maxmailsize", "notifymod", "notoccdenymails"}
+    assert "tocc" in on  # no "not in To:/Cc:" refusal either
+    assert not [rule for rule in files["access"].splitlines() if rule.startswith("deny")]
 
 
 @pytest.mark.parametrize("subscription, present", [
@@ -207,14 +224,16 @@ def test_reply_to_size_prefix_switches(env):
     assert res["changed"] is True
     assert files["customheaders"].endswith("X-Loop: team@example.com\nReply-To: team@example.com\n")
     assert files["delheaders"].endswith("Precedence:\nReply-To:\n")
-    assert files["maxmailsize"] == "1048576\n" and files["prefix"] == "[team]\n"
+    # the alias pipe marks a post over the limit; access holds it for moderation
+    assert "maxmailsize" not in files and files["prefix"] == "[team]\n"
+    assert files["access"].splitlines()[-2:] == ["moderate ^X-Qubemail-Oversize:", "allow"]
     assert "control/prefix: (absent)" in res["diff"]["before"]
     assert "control/prefix:\n    [team]" in res["diff"]["after"]
     res, _ = env([mklist()])
     files = ctl(env)
     assert "Reply-To" not in files["customheaders"] + files["delheaders"]
-    assert "maxmailsize" not in files and "prefix" not in files
-    assert "control/maxmailsize: (absent)" in res["diff"]["after"]
+    assert "prefix" not in files and "Oversize" not in files["access"]
+    assert "control/prefix: (absent)" in res["diff"]["after"]
 
 
 def test_list_id_phrase_quoting_and_encoding():
