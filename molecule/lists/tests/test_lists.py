@@ -4,6 +4,7 @@ and membership following the inventory. Tests run in file order."""
 
 import json
 import pathlib
+import shlex
 import time
 import uuid
 
@@ -73,6 +74,21 @@ def queued_for(appliance, address):
     out = appliance.check_output("postqueue -j")
     return [q for q in map(json.loads, out.splitlines())
             if any(r["address"] == address for r in q["recipients"])]
+
+
+def as_nobody(appliance, command):
+    return appliance.run("runuser -u nobody -- " + command)
+
+
+# SMTP to the loopback listener (the list engine's re-injection port), run
+# inside the appliance: argv = port, recipient, subject.
+LOOPBACK_SEND = r"""
+import smtplib, sys
+port, rcpt, subject = sys.argv[1:]
+msg = f"From: nobody@qube.test\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\nforged archive entry\r\n"
+with smtplib.SMTP("127.0.0.1", int(port)) as smtp:
+    smtp.sendmail("nobody@qube.test", [rcpt], msg)
+"""
 
 
 def test_every_group_and_list_has_a_list(appliance):
@@ -238,10 +254,11 @@ def test_message_carrying_the_lists_own_list_id_is_not_exploded(probe):
 
 def test_archive_off_stores_nothing(appliance):
     assert not appliance.file("/var/lib/qubemail/lists/.staff").exists
-    assert "mlarchive+staff@" not in " ".join(subscribers(appliance, "staff"))
+    assert appliance.file("/var/spool/mlmmj/staff/control/noarchive").exists  # mlmmj keeps no copy
+    assert not appliance.service("qubemail-list-archive@staff.path").is_running
 
 
-def test_archive_on_is_readable_by_members_only(probe):
+def test_archive_on_is_readable_by_members_only(probe, appliance):
     subject = unique_subject("for the record")
     post(probe, "bob", "sales", subject)
     archive = wait_for(lambda: (r := probe.imap("alice", mailbox="Mailing Lists/sales"))
@@ -256,6 +273,47 @@ def test_archive_on_is_readable_by_members_only(probe):
     assert not any(name.startswith("Mailing Lists") for name in outsider["mailboxes"] + outsider["subscribed"])
     assert outsider["status"] != "OK", "STATUS told a non-member about the archive"
     assert outsider["select"] != "OK" and not outsider["messages"]
+    # Filed from mlmmj's own archive, which then holds nothing; no address is subscribed for it.
+    assert wait_for(lambda: not appliance.check_output("ls -A /var/spool/mlmmj/sales/archive"), timeout=20)
+    assert not [a for a in subscribers(appliance, "sales") if a.startswith("mlarchive")]
+
+
+def test_local_accounts_cannot_file_mail_into_an_archive(probe, appliance):
+    # As nobody, to the archive account's addresses through the list engine's
+    # loopback listener and through sendmail: the mail goes to the
+    # postmaster, the archive has only the list's posts.
+    subjects_sent = []
+    for port_or_sendmail, rcpt in [(10025, f"mlarchive+sales@{DOMAIN}"), (10025, f"mlarchive@{DOMAIN}"),
+                                   ("sendmail", f"mlarchive+sales@{DOMAIN}")]:
+        subject = unique_subject(f"forged via {port_or_sendmail}")
+        if port_or_sendmail == "sendmail":
+            message = shlex.quote(f"Subject: {subject}\n\nforged archive entry\n")
+            cmd = "sh -c " + shlex.quote(f"printf %s {message} | /usr/sbin/sendmail -f nobody@{DOMAIN} {rcpt}")
+        else:
+            cmd = f"python3 -c {shlex.quote(LOOPBACK_SEND)} {port_or_sendmail} {rcpt} {shlex.quote(subject)}"
+        result = as_nobody(appliance, cmd)
+        assert result.rc == 0, result.stderr
+        subjects_sent.append(subject)
+    for subject in subjects_sent:
+        assert postmaster_mail(appliance, subject), f"{subject!r} was not delivered to the postmaster"
+    archived = subjects(probe.imap("alice", mailbox="Mailing Lists/sales")["messages"])
+    assert not [s for s in archived if "forged via" in s], archived
+    assert all(s.startswith("[sales]") for s in archived), archived
+
+
+def test_the_list_spool_and_the_archives_are_private(appliance):
+    # Posts, held posts, queues and member addresses: nothing another local
+    # account may read, list or write (only the list names in aliases).
+    readable = as_nobody(appliance, "find /var/spool/mlmmj /var/lib/qubemail -readable")
+    assert set(readable.stdout.split()) <= {"/var/spool/mlmmj", "/var/spool/mlmmj/aliases",
+                                            "/var/spool/mlmmj/aliases.db", "/var/lib/qubemail"}, readable.stdout
+    for path in ["/var/spool/mlmmj/sales/archive/1", "/var/spool/mlmmj/sales/subscribers.d/x",
+                 "/var/lib/qubemail/lists/.sales/new/x"]:
+        assert as_nobody(appliance, f"touch {path}").rc != 0, path
+    # The helpers are root's: no one else may change what the list pipe or the importer runs.
+    for helper in ["qubemail-list-receive", "qubemail-list-archive"]:
+        f = appliance.file(f"/usr/local/lib/qubemail/{helper}")
+        assert f.user == "root" and f.mode == 0o755
 
 
 def test_retention_keeps_posts_younger_than_the_limit(probe, appliance):

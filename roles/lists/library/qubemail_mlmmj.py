@@ -15,7 +15,7 @@ options:
   lists:
     description: Validated list dicts with C(name), C(address), C(domain), C(description), C(members), C(moderators),
       C(owners), C(posting) (members|any|moderated), C(subscription) (confirm|open|closed), C(max_message_size),
-      C(reply_to_list), C(subject_prefix), C(archive), C(archive_address).
+      C(reply_to_list), C(subject_prefix), C(archive).
     type: list
     elements: dict
     required: true
@@ -145,7 +145,10 @@ def control_files(lst, smtp_port):
         "closedlistsub": flag[subscription == "closed"],
         "maxmailsize": None,
         "prefix": _lines([prefix]) if prefix else None,
-        "tocc": "", "noarchive": "", "noget": "", "nolistsubsemail": "",
+        "tocc": "", "noget": "", "nolistsubsemail": "",
+        # Archive on: mlmmj-send keeps each sent post as archive/N, which
+        # files/qubemail-list-archive files in the list's IMAP folder.
+        "noarchive": flag[not lst.get("archive")],
         "smtpport": _lines([int(smtp_port)]),
         # Postfix does the VERP (XVERP): one SMTP transaction per 100
         # recipients instead of one per recipient, same bounce addresses.
@@ -299,8 +302,6 @@ class Syncer:
     def sync_members(self, lst, listdir, result):
         name = lst["name"]
         desired = set(_addresses(lst.get("members"), "list %s members" % name))
-        if lst.get("archive"):
-            desired |= set(_addresses([lst["archive_address"]], "list %s archive_address" % name))
         current = read_subscribers(listdir)
         state_file = "%s.managed" % name
         managed = set(_load_json(os.path.join(self.p["state_dir"], state_file), []))
