@@ -391,7 +391,7 @@ EXAMPLES = r"""
 #      members: [alice@example.com, pal@elsewhere.net, sales@example.org], local_members: [alice],
 #      moderators: [], owners: [postmaster@example.com], posting: members, subscription: confirm,
 #      max_message_size: 0, reply_to_list: true, subject_prefix: "[friends]", archive: false,
-#      archive_retention_days: 0, archive_address: mlarchive+friends@example.com,
+#      archive_retention_days: 0,
 #      aliases: [{name: friends-request, target: friends+help}, {name: friends-owner, target: friends+owner}, ...]}
 #   - {name: sales, kind: group, ..., members: [alice@example.com], subscription: closed, archive: true, ...}
 # and qubemail_list_acl, with qubemail_list_subscribers: {sales: [alice@example.com, bob+lists@example.org]},
@@ -424,8 +424,8 @@ _value:
       C(members) (sorted, de-duplicated, lower-cased addresses; users as V(user@<primary domain>)),
       C(local_members) (sorted user names among the members), C(moderators) and C(owners) (sorted addresses),
       C(posting), C(subscription), C(max_message_size) (int bytes, V(0) = no list limit), C(reply_to_list) (bool),
-      C(subject_prefix) (str, may be empty), C(archive) (bool), C(archive_retention_days) (int, V(0) = forever),
-      C(archive_address) (V(mlarchive+NAME@<primary domain>)) and C(aliases) (in LIST_ALIAS_FAMILY order, dicts with
+      C(subject_prefix) (str, may be empty), C(archive) (bool), C(archive_retention_days) (int, V(0) = forever)
+      and C(aliases) (in LIST_ALIAS_FAMILY order, dicts with
       C(name) and C(target), e.g. V({name: sales-request, target: sales+help}); the list address itself is not
       included)."
     - "P(qubemail_list_acl#filter): a list sorted by C(mailbox) of dicts with C(mailbox) (V(Mailing Lists/NAME)) and
@@ -459,7 +459,7 @@ RESERVED_NAMES = frozenset((
     # administrative names users must not impersonate
     "admin", "operator",
     # accounts of the mailing-list feature: mlmmj runs the lists, mlarchive
-    # receives mlarchive+NAME and files the posts in "Mailing Lists/NAME"
+    # owns the posts filed in "Mailing Lists/NAME" (it receives no mail)
     "mlmmj", "mlarchive",
 ))
 #: Name prefixes reserved as a whole (systemd's dynamic service users).
@@ -558,7 +558,7 @@ LIST_ALIAS_FAMILY = (
     ("%s-leave", "unsubscribe"),
     ("%s-unsubscribe", "unsubscribe"),
 )
-#: Account whose ``mlarchive+NAME`` address each archived list subscribes.
+#: Account that owns the archive folders (never a reader).
 LIST_ARCHIVE_ACCOUNT = "mlarchive"
 #: Dovecot public namespace holding the list archives.
 LIST_MAILBOX_PREFIX = "Mailing Lists/"
@@ -1648,16 +1648,10 @@ def qubemail_lists(groups, lists, base, mta_aliases=None):
         result = {"name": name, "kind": entry["kind"], "address": "%s@%s" % (name, primary), "domain": primary,
                   "members": members, "local_members": local_members}
         result.update(_list_settings(errors, entry, recipients))
-        result["archive_address"] = "%s+%s@%s" % (LIST_ARCHIVE_ACCOUNT, name, primary)
         result["aliases"] = [{"name": pattern % name, "target": "%s+%s" % (name, command)}
                              for pattern, command in LIST_ALIAS_FAMILY]
         results.append(result)
     _check_list_loops(errors, nested)
-    if LIST_ARCHIVE_ACCOUNT in site and any(result["archive"] for result in results):
-        key = site[LIST_ARCHIVE_ACCOUNT]
-        errors.add("mta_aliases[%r]" % key, key, "%r receives the archive copy of every list with archive on "
-                                                 "(%s+NAME@%s); remove this alias"
-                   % (LIST_ARCHIVE_ACCOUNT, LIST_ARCHIVE_ACCOUNT, primary))
 
     errors.raise_if_any()
     return sorted(results, key=lambda result: result["name"])

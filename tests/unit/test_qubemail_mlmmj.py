@@ -69,7 +69,7 @@ def mklist(name="team", **kw):
            "description": "The %s" % name, "members": ["alice@example.com", "bob@example.org"],
            "moderators": ["alice@example.com"], "owners": ["admin@example.com"], "posting": "members",
            "subscription": "confirm", "max_message_size": 0, "reply_to_list": False, "subject_prefix": "",
-           "archive": True, "archive_address": "mlarchive+%s@example.com" % name}
+           "archive": True}
     lst.update(kw)
     return lst
 
@@ -113,7 +113,8 @@ def test_create_from_scratch(env):
     assert stat.S_IMODE(listdir.stat().st_mode) == 0o700
     assert (listdir / "index").read_text() == ""
     files = ctl(env)
-    assert sorted(files) == sorted(["listaddress", "owner", "moderators", "subonlypost", "tocc", "noarchive",
+    # archive on: no noarchive (mlmmj keeps sent posts in archive/ for qubemail-list-archive)
+    assert sorted(files) == sorted(["listaddress", "owner", "moderators", "subonlypost", "modnonsubposts", "tocc",
                                     "noget", "nolistsubsemail", "smtpport", "verp", "delheaders",
                                     "customheaders", "access"])
     assert files["verp"] == "postfix\n"
@@ -135,11 +136,11 @@ def test_create_from_scratch(env):
                                "discard ^List-Id:.*<team\\.example\\.com>\nallow\n")
     for path in (listdir / "control").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    desired = ["alice@example.com", "bob@example.org", "mlarchive+team@example.com"]
+    desired = ["alice@example.com", "bob@example.org"]
     assert sorted(c[4] for c in fake.calls) == desired
     assert fake.calls[0] == ["/usr/bin/mlmmj-sub", "-L", str(listdir), "-a", "alice@example.com",
                              "-f", "-q", "-s"]
-    assert (listdir / "subscribers.d" / "m").read_text() == "mlarchive+team@example.com\n"
+    assert (listdir / "subscribers.d" / "b").read_text() == "bob@example.org\n"
     assert res["added"] == {"team": desired} and res["removed_members"] == {"team": []}
     assert res["subscribers"] == {"team": desired} and res["removed"] == []
     assert json.loads((env.state / "team.managed").read_text()) == desired
@@ -172,9 +173,9 @@ def test_index_content_and_unmanaged_control_files_are_left_alone(env):
 
 
 @pytest.mark.parametrize("posting, present, absent", [
-    ("members", {"subonlypost"}, {"moderated"}),
-    ("moderated", {"moderated"}, {"subonlypost"}),
-    ("any", set(), {"moderated", "subonlypost"}),
+    ("members", {"subonlypost", "modnonsubposts"}, {"moderated"}),
+    ("moderated", {"moderated"}, {"subonlypost", "modnonsubposts"}),
+    ("any", set(), {"moderated", "subonlypost", "modnonsubposts"}),
 ])
 def test_posting_switch(env, posting, present, absent):
     env([mklist(posting="moderated" if posting != "moderated" else "members")])
@@ -186,8 +187,24 @@ def test_posting_switch(env, posting, present, absent):
 
 
 def test_moderators_file_always_written(env):
-    env([mklist(posting="moderated", moderators=[])])
+    env([mklist(posting="moderated", moderators=[], owners=[])])
     assert ctl(env)["moderators"] == "" and ctl(env)["moderated"] == ""
+
+
+def test_held_posts_go_to_the_owners_of_a_list_without_moderators(env):
+    # Non-member and oversized posts are held; someone must get the request.
+    env([mklist(moderators=[], owners=["boss@example.com", "admin@example.com"])])
+    assert ctl(env)["moderators"] == "admin@example.com\nboss@example.com\n"
+
+
+@pytest.mark.parametrize("posting", ["members", "any", "moderated"])
+def test_no_policy_mails_a_notice_to_the_poster(posting):
+    files = mm.control_files(mklist(posting=posting, max_message_size=1024), 25)
+    on = {name for name, content in files.items() if content is not None}
+    # mlmmj's refusals (deny-post) and waiting notices (wait-post) go to the forgeable From: address.
+    assert not on & {"maxmailsize", "notifymod", "notoccdenymails"}
+    assert "tocc" in on  # no "not in To:/Cc:" refusal either
+    assert not [rule for rule in files["access"].splitlines() if rule.startswith("deny")]
 
 
 @pytest.mark.parametrize("subscription, present", [
@@ -207,14 +224,16 @@ def test_reply_to_size_prefix_switches(env):
     assert res["changed"] is True
     assert files["customheaders"].endswith("X-Loop: team@example.com\nReply-To: team@example.com\n")
     assert files["delheaders"].endswith("Precedence:\nReply-To:\n")
-    assert files["maxmailsize"] == "1048576\n" and files["prefix"] == "[team]\n"
+    # the alias pipe marks a post over the limit; access holds it for moderation
+    assert "maxmailsize" not in files and files["prefix"] == "[team]\n"
+    assert files["access"].splitlines()[-2:] == ["moderate ^X-Qubemail-Oversize:", "allow"]
     assert "control/prefix: (absent)" in res["diff"]["before"]
     assert "control/prefix:\n    [team]" in res["diff"]["after"]
     res, _ = env([mklist()])
     files = ctl(env)
     assert "Reply-To" not in files["customheaders"] + files["delheaders"]
-    assert "maxmailsize" not in files and "prefix" not in files
-    assert "control/maxmailsize: (absent)" in res["diff"]["after"]
+    assert "prefix" not in files and "Oversize" not in files["access"]
+    assert "control/prefix: (absent)" in res["diff"]["after"]
 
 
 def test_list_id_phrase_quoting_and_encoding():
@@ -236,8 +255,7 @@ def test_member_add_remove_only_touches_managed(env):
     assert fake.calls[1] == ["/usr/bin/mlmmj-unsub", "-L", str(listdir), "-a", "bob@example.org", "-q", "-s"]
     assert res["added"]["team"] == ["dave@example.com"]
     assert res["removed_members"]["team"] == ["bob@example.org"]
-    assert res["subscribers"]["team"] == ["alice@example.com", "carol@example.net", "dave@example.com",
-                                          "mlarchive+team@example.com"]
+    assert res["subscribers"]["team"] == ["alice@example.com", "carol@example.net", "dave@example.com"]
     assert "carol" not in res["diff"]["before"] + res["diff"]["after"]
     assert "member bob@example.org: not subscribed\n" in res["diff"]["after"]
     # carol is never removed, even with an empty inventory
@@ -258,7 +276,7 @@ def test_inventory_adopts_self_subscriber_and_respects_digest_mode(env):
     assert "erin@example.com" in json.loads((env.state / "team.managed").read_text())
     res, fake = env([mklist(members=["alice@example.com"])])
     assert sorted(c[4] for c in fake.calls) == ["bob@example.org", "erin@example.com"]
-    assert subscribed(listdir) == {"alice@example.com", "mlarchive+team@example.com"}
+    assert subscribed(listdir) == {"alice@example.com"}
 
 
 def test_unsubscribed_managed_member_is_resubscribed(env):
@@ -270,13 +288,24 @@ def test_unsubscribed_managed_member_is_resubscribed(env):
 
 def test_archive_on_off(env):
     env([mklist(archive=False)])
-    assert "mlarchive+team@example.com" not in subscribed(env.spool / "team")
+    assert ctl(env)["noarchive"] == ""
     res, fake = env([mklist(archive=True)])
-    assert [(os.path.basename(c[0]), c[4]) for c in fake.calls] == [("mlmmj-sub", "mlarchive+team@example.com")]
-    res, fake = env([mklist(archive=False)])
+    assert "noarchive" not in ctl(env) and fake.calls == []
+    assert "control/noarchive: (absent)" in res["diff"]["after"]
+    env([mklist(archive=False)])
+    assert ctl(env)["noarchive"] == ""
+
+
+def test_the_former_archive_subscriber_is_unsubscribed(env):
+    # Earlier versions subscribed (and managed) mlarchive+NAME; the address no longer files anything.
+    env([mklist()])
+    with open(env.spool / "team/subscribers.d/m", "a") as handle:
+        handle.write("mlarchive+team@example.com\n")
+    (env.state / "team.managed").write_text(json.dumps(["alice@example.com", "bob@example.org",
+                                                        "mlarchive+team@example.com"]))
+    res, fake = env([mklist()])
     assert [(os.path.basename(c[0]), c[4]) for c in fake.calls] == [("mlmmj-unsub", "mlarchive+team@example.com")]
-    assert res["removed_members"]["team"] == ["mlarchive+team@example.com"]
-    assert not (env.spool / "team/subscribers.d/m").exists()
+    assert res["subscribers"]["team"] == ["alice@example.com", "bob@example.org"]
 
 
 def test_removed_list_kept_then_readded(env):
@@ -291,7 +320,7 @@ def test_removed_list_kept_then_readded(env):
     assert res["changed"] is False and res["removed"] == []
     res, fake = env([mklist(), mklist("other")])  # re-add: subscribers survived, nothing to subscribe
     assert fake.calls == [] and res["changed"] is True and res["removed"] == []
-    assert res["subscribers"]["other"] == ["alice@example.com", "bob@example.org", "mlarchive+other@example.com"]
+    assert res["subscribers"]["other"] == ["alice@example.com", "bob@example.org"]
 
 
 def test_removed_list_purged_now_or_later(env):
@@ -310,7 +339,7 @@ def test_check_mode_from_scratch_changes_nothing(env):
     res, fake = env([mklist()], check_mode=True)
     assert res["changed"] is True and fake.calls == []
     assert not env.spool.exists() and not env.state.exists()
-    assert res["added"]["team"] == ["alice@example.com", "bob@example.org", "mlarchive+team@example.com"]
+    assert res["added"]["team"] == ["alice@example.com", "bob@example.org"]
     assert res["subscribers"]["team"] == res["added"]["team"]
     assert "control/customheaders:\n    List-Id: The team <team.example.com>" in res["diff"]["after"]
 
@@ -325,7 +354,7 @@ def test_check_mode_on_existing_lists_changes_nothing(env):
     assert snapshot(env.root) == before
     assert res["added"]["team"] == ["zed@example.com"]
     assert res["removed_members"]["team"] == ["alice@example.com", "bob@example.org"]
-    assert res["subscribers"]["team"] == ["mlarchive+team@example.com", "zed@example.com"]
+    assert res["subscribers"]["team"] == ["zed@example.com"]
     assert res["removed"] == res["purged"] == ["other"]
     assert "dir archive: mode 0755" in res["diff"]["before"]
     # the real run does what check mode predicted
@@ -340,7 +369,7 @@ def test_tool_failure_reports_stderr_and_records_partial_state(env):
     assert json.loads((env.state / "team.managed").read_text()) == ["alice@example.com"]
     assert not (env.state / "lists.json").exists()
     res, fake = env([mklist()])
-    assert [c[4] for c in fake.calls] == ["bob@example.org", "mlarchive+team@example.com"]
+    assert [c[4] for c in fake.calls] == ["bob@example.org"]
 
 
 def test_silent_refusal_is_an_error(env):
@@ -409,5 +438,5 @@ def test_200_lists_of_50_members_reconverge_fast(env):
     res, fake = env(lists)
     elapsed = time.monotonic() - start
     assert res["changed"] is False and fake.calls == []
-    assert len(res["subscribers"]["l199"]) == 51
+    assert len(res["subscribers"]["l199"]) == 50
     assert elapsed < 10, elapsed

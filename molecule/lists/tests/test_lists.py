@@ -2,8 +2,11 @@
 independent lists with external members, policies, archive, loop guard,
 and membership following the inventory. Tests run in file order."""
 
+import json
 import pathlib
+import shlex
 import time
+import uuid
 
 from conftest import header
 from probe import rcpt_codes, run_site, subjects, unique_subject, wait_for
@@ -40,6 +43,52 @@ def post(probe, sender, list_name, subject, *extra):
 def subscribers(appliance, list_name):
     out = appliance.check_output(f"mlmmj-list -L /var/spool/mlmmj/{list_name}")
     return set(out.split())
+
+
+# The postmaster's mail (root's Maildir: the lists' owners default to
+# postmaster@): decoded Subject, Reply-To, the original recipient, and the
+# headers of an attached message (a held post in a moderation request).
+POSTMASTER_DUMP = r"""
+import email, email.policy, json, pathlib
+out = []
+for path in sorted(pathlib.Path('/root/Maildir/new').glob('*')):
+    m = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    attached = [p.get_content() for p in m.walk() if p.get_content_type() == 'message/rfc822']
+    out.append({'subject': str(m['Subject'] or ''), 'reply_to': str(m['Reply-To'] or ''),
+                'to': str(m['X-Original-To'] or m['Delivered-To'] or ''),
+                'attached': [[k, str(v)] for a in attached for k, v in a.items()]})
+print(json.dumps(out))
+"""
+
+
+def postmaster_mail(appliance, text):
+    """The postmaster's messages whose Subject contains `text`, once there is one, else []."""
+    def found():
+        mail = json.loads(appliance.check_output("python3 -c %s", POSTMASTER_DUMP))
+        return [m for m in mail if text in m["subject"]]
+    return wait_for(found, timeout=40) or []
+
+
+def queued_for(appliance, address):
+    """Messages in Postfix's queue with `address` among their recipients."""
+    out = appliance.check_output("postqueue -j")
+    return [q for q in map(json.loads, out.splitlines())
+            if any(r["address"] == address for r in q["recipients"])]
+
+
+def as_nobody(appliance, command):
+    return appliance.run("runuser -u nobody -- " + command)
+
+
+# SMTP to the loopback listener (the list engine's re-injection port), run
+# inside the appliance: argv = port, recipient, subject.
+LOOPBACK_SEND = r"""
+import smtplib, sys
+port, rcpt, subject = sys.argv[1:]
+msg = f"From: nobody@qube.test\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\nforged archive entry\r\n"
+with smtplib.SMTP("127.0.0.1", int(port)) as smtp:
+    smtp.sendmail("nobody@qube.test", [rcpt], msg)
+"""
 
 
 def test_every_group_and_list_has_a_list(appliance):
@@ -92,12 +141,24 @@ def test_list_post_reaches_external_members(probe, sink):
         assert header(message, "List-Id") == [f"Friends of the office <friends.{DOMAIN}>"]
 
 
-def test_non_member_post_is_refused_on_a_members_only_list(probe):
-    subject = unique_subject("spam from dave")
-    post(probe, "dave", "friends", subject)
-    notice = arrived(probe, "dave", f"denied: {subject}")  # mlmmj's deny-post notice
-    assert notice, "dave got no notice"
-    assert absent(probe, "alice", subject)
+def test_strangers_post_is_held_and_never_reflected_to_the_forged_sender(probe, appliance, sink):
+    # Backscatter: a stranger posts to the members-only list as someone else.
+    # The post waits for the list's owner (no moderators: postmaster); the
+    # forged address gets nothing, neither a refusal nor the post.
+    victim = f"victim-{uuid.uuid4().hex[:8]}@external.test"
+    subject = unique_subject("buy now")
+    reply = probe.send(f"friends@{DOMAIN}", "--body", "SPAM-CONTENT", mail_from=victim, subject=subject)
+    assert rcpt_codes(reply) == [250], reply
+    request = postmaster_mail(appliance, f"Please moderate friends@{DOMAIN}: {subject}")
+    assert request, "the owner got no moderation request for the stranger's post"
+    assert "friends+release-" in request[0]["reply_to"]
+    assert ["From", victim] in request[0]["attached"]
+    # mlmmj queues any notice to the poster before the moderators' request:
+    # once the request is here and nothing is queued for the victim, nothing
+    # was sent to them.
+    assert wait_for(lambda: not queued_for(appliance, victim), timeout=30)
+    assert not [m for m in sink() if header(m, "X-RcptTo") == [victim]], "the forged sender got mail"
+    assert not [m for m in inbox(probe, "alice") if subject in m["subject"]], "the held post went out"
 
 
 def test_moderated_post_waits_for_the_moderator(probe):
@@ -114,13 +175,27 @@ def test_moderated_post_waits_for_the_moderator(probe):
     assert arrived(probe, "alice", subject), "the approved post did not reach the members"
 
 
-def test_oversize_post_is_refused_with_a_notice(probe):
+def test_oversize_post_is_held_for_the_moderators_not_refused_to_the_poster(probe, appliance):
     subject = unique_subject("huge attachment")
     post(probe, "alice", "small", subject, "--size", 60 * 1024)
-    assert absent(probe, "bob", subject, wait=10)
-    notice = arrived(probe, "alice", f"denied: {subject}")
-    assert notice, "alice got no size notice"
-    assert f"small+owner@{DOMAIN}" in notice["from"]
+    request = postmaster_mail(appliance, f"Please moderate small@{DOMAIN}: {subject}")
+    assert request, "the oversize post was not held for the owner"
+    assert [v for k, v in request[0]["attached"] if k == "X-Qubemail-Oversize"], request[0]["attached"]
+    assert not [m for m in inbox(probe, "alice") if "denied" in m["subject"] and subject in m["subject"]]
+    assert not [m for m in inbox(probe, "bob") if subject in m["subject"]]
+    # Released by the owner, it reaches the members: nothing is lost.
+    release = request[0]["reply_to"].strip("<>")
+    assert rcpt_codes(probe.send(release, mail_from=f"postmaster@{DOMAIN}", subject="Re: release")) == [250]
+    assert arrived(probe, "bob", subject), "the released post did not reach the members"
+
+
+def test_a_forged_oversize_mark_is_not_trusted(probe):
+    # The header that holds a post is set by the appliance only.
+    subject = unique_subject("small but marked")
+    post(probe, "alice", "small", subject, "--header", "X-Qubemail-Oversize: 1 bytes")
+    message = arrived(probe, "bob", subject)
+    assert message, "a post with a forged mark was held or lost"
+    assert not header(message, "X-Qubemail-Oversize")
 
 
 def test_reply_to_list(probe):
@@ -179,10 +254,11 @@ def test_message_carrying_the_lists_own_list_id_is_not_exploded(probe):
 
 def test_archive_off_stores_nothing(appliance):
     assert not appliance.file("/var/lib/qubemail/lists/.staff").exists
-    assert "mlarchive+staff@" not in " ".join(subscribers(appliance, "staff"))
+    assert appliance.file("/var/spool/mlmmj/staff/control/noarchive").exists  # mlmmj keeps no copy
+    assert not appliance.service("qubemail-list-archive@staff.path").is_running
 
 
-def test_archive_on_is_readable_by_members_only(probe):
+def test_archive_on_is_readable_by_members_only(probe, appliance):
     subject = unique_subject("for the record")
     post(probe, "bob", "sales", subject)
     archive = wait_for(lambda: (r := probe.imap("alice", mailbox="Mailing Lists/sales"))
@@ -197,6 +273,47 @@ def test_archive_on_is_readable_by_members_only(probe):
     assert not any(name.startswith("Mailing Lists") for name in outsider["mailboxes"] + outsider["subscribed"])
     assert outsider["status"] != "OK", "STATUS told a non-member about the archive"
     assert outsider["select"] != "OK" and not outsider["messages"]
+    # Filed from mlmmj's own archive, which then holds nothing; no address is subscribed for it.
+    assert wait_for(lambda: not appliance.check_output("ls -A /var/spool/mlmmj/sales/archive"), timeout=20)
+    assert not [a for a in subscribers(appliance, "sales") if a.startswith("mlarchive")]
+
+
+def test_local_accounts_cannot_file_mail_into_an_archive(probe, appliance):
+    # As nobody, to the archive account's addresses through the list engine's
+    # loopback listener and through sendmail: the mail goes to the
+    # postmaster, the archive has only the list's posts.
+    subjects_sent = []
+    for port_or_sendmail, rcpt in [(10025, f"mlarchive+sales@{DOMAIN}"), (10025, f"mlarchive@{DOMAIN}"),
+                                   ("sendmail", f"mlarchive+sales@{DOMAIN}")]:
+        subject = unique_subject(f"forged via {port_or_sendmail}")
+        if port_or_sendmail == "sendmail":
+            message = shlex.quote(f"Subject: {subject}\n\nforged archive entry\n")
+            cmd = "sh -c " + shlex.quote(f"printf %s {message} | /usr/sbin/sendmail -f nobody@{DOMAIN} {rcpt}")
+        else:
+            cmd = f"python3 -c {shlex.quote(LOOPBACK_SEND)} {port_or_sendmail} {rcpt} {shlex.quote(subject)}"
+        result = as_nobody(appliance, cmd)
+        assert result.rc == 0, result.stderr
+        subjects_sent.append(subject)
+    for subject in subjects_sent:
+        assert postmaster_mail(appliance, subject), f"{subject!r} was not delivered to the postmaster"
+    archived = subjects(probe.imap("alice", mailbox="Mailing Lists/sales")["messages"])
+    assert not [s for s in archived if "forged via" in s], archived
+    assert all(s.startswith("[sales]") for s in archived), archived
+
+
+def test_the_list_spool_and_the_archives_are_private(appliance):
+    # Posts, held posts, queues and member addresses: nothing another local
+    # account may read, list or write (only the list names in aliases).
+    readable = as_nobody(appliance, "find /var/spool/mlmmj /var/lib/qubemail -readable")
+    assert set(readable.stdout.split()) <= {"/var/spool/mlmmj", "/var/spool/mlmmj/aliases",
+                                            "/var/spool/mlmmj/aliases.db", "/var/lib/qubemail"}, readable.stdout
+    for path in ["/var/spool/mlmmj/sales/archive/1", "/var/spool/mlmmj/sales/subscribers.d/x",
+                 "/var/lib/qubemail/lists/.sales/new/x"]:
+        assert as_nobody(appliance, f"touch {path}").rc != 0, path
+    # The helpers are root's: no one else may change what the list pipe or the importer runs.
+    for helper in ["qubemail-list-receive", "qubemail-list-archive"]:
+        f = appliance.file(f"/usr/local/lib/qubemail/{helper}")
+        assert f.user == "root" and f.mode == 0o755
 
 
 def test_retention_keeps_posts_younger_than_the_limit(probe, appliance):

@@ -15,7 +15,7 @@ options:
   lists:
     description: Validated list dicts with C(name), C(address), C(domain), C(description), C(members), C(moderators),
       C(owners), C(posting) (members|any|moderated), C(subscription) (confirm|open|closed), C(max_message_size),
-      C(reply_to_list), C(subject_prefix), C(archive), C(archive_address).
+      C(reply_to_list), C(subject_prefix), C(archive).
     type: list
     elements: dict
     required: true
@@ -66,6 +66,8 @@ LIST_DIRS = ("incoming", "queue", "queue/discarded", "archive", "text", "subconf
 SUB_DIRS = ("subscribers.d", "digesters.d", "nomailsubs.d")
 LIST_HEADERS = ("List-Id:", "List-Post:", "List-Help:", "List-Subscribe:", "List-Unsubscribe:",
                 "List-Owner:", "Precedence:")
+#: Set by the list's alias pipe (files/qubemail-list-receive) on a post over the size limit.
+OVERSIZE_HEADER = "X-Qubemail-Oversize:"
 NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 ADDR_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~ ")
@@ -123,25 +125,38 @@ def control_files(lst, smtp_port):
     if reply_to:
         headers.append("Reply-To: " + address)
     dotted = lambda s: s.replace(".", r"\.")  # noqa: E731  (POSIX ERE, case-insensitive in mlmmj)
+    owners = _addresses(lst.get("owners"), "list %s owners" % name)
+    # No notice ever goes to a poster: mlmmj's refusals quote the post to the
+    # From: address, which anyone can forge (docs/DESIGN.md "Mailing lists").
+    # A post that is not for the list as it stands is held for the moderators,
+    # or for the owners when the list has none.
+    access = ["discard ^X-Loop: " + dotted(address),
+              "discard ^List-Id:.*<%s\\.%s>" % (dotted(local), dotted(domain))]
+    if size > 0:  # mlmmj's own maxmailsize would mail the refusal to From:
+        access.append("moderate ^" + OVERSIZE_HEADER)
     return {
         "listaddress": _lines([address]),
-        "owner": _lines(_addresses(lst.get("owners"), "list %s owners" % name)),
-        "moderators": _lines(_addresses(lst.get("moderators"), "list %s moderators" % name)),
+        "owner": _lines(owners),
+        "moderators": _lines(_addresses(lst.get("moderators"), "list %s moderators" % name) or owners),
         "moderated": flag[posting == "moderated"],
         "subonlypost": flag[posting == "members"],
+        "modnonsubposts": flag[posting == "members"],
         "nosubconfirm": flag[subscription == "open"],
         "closedlistsub": flag[subscription == "closed"],
-        "maxmailsize": _lines([size]) if size > 0 else None,
+        "maxmailsize": None,
         "prefix": _lines([prefix]) if prefix else None,
-        "tocc": "", "noarchive": "", "noget": "", "nolistsubsemail": "",
+        "tocc": "", "noget": "", "nolistsubsemail": "",
+        # Archive on: mlmmj-send keeps each sent post as archive/N, which
+        # files/qubemail-list-archive files in the list's IMAP folder.
+        "noarchive": flag[not lst.get("archive")],
         "smtpport": _lines([int(smtp_port)]),
         # Postfix does the VERP (XVERP): one SMTP transaction per 100
         # recipients instead of one per recipient, same bounce addresses.
         "verp": _lines(["postfix"]),
+        # OVERSIZE_HEADER stays: it tells the moderators why a post was held.
         "delheaders": _lines(LIST_HEADERS + (("Reply-To:",) if reply_to else ())),
         "customheaders": _lines(headers),
-        "access": _lines(["discard ^X-Loop: " + dotted(address),
-                          "discard ^List-Id:.*<%s\\.%s>" % (dotted(local), dotted(domain)), "allow"]),
+        "access": _lines(access + ["allow"]),
     }
 
 
@@ -287,8 +302,6 @@ class Syncer:
     def sync_members(self, lst, listdir, result):
         name = lst["name"]
         desired = set(_addresses(lst.get("members"), "list %s members" % name))
-        if lst.get("archive"):
-            desired |= set(_addresses([lst["archive_address"]], "list %s archive_address" % name))
         current = read_subscribers(listdir)
         state_file = "%s.managed" % name
         managed = set(_load_json(os.path.join(self.p["state_dir"], state_file), []))
