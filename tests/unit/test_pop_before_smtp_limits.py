@@ -5,6 +5,7 @@ never outgrows the live set, the report peer check, inherited sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -45,6 +46,16 @@ def server_side(d: pbs.Daemon, kind: str) -> list[pbs._Base]:
     return list(d.conns[kind].values())
 
 
+async def accepted(d: pbs.Daemon, kind: str, n: int = 1, timeout: float = 5) -> list[pbs._Base]:
+    """The daemon's side of the ``n`` connections of ``kind`` just opened,
+    once it has accepted them all (however loaded the machine)."""
+    deadline = time.monotonic() + timeout
+    while len(d.conns[kind]) < n:
+        assert time.monotonic() < deadline, f"{kind}: {len(d.conns[kind])} of {n} connections accepted"
+        await asyncio.sleep(0.005)
+    return server_side(d, kind)
+
+
 # ------------------------------------------------------- back-pressure ---
 
 def test_pipelining_without_reading_is_bounded_and_others_are_served(tmp_path, logbuf, monkeypatch):
@@ -60,8 +71,7 @@ def test_pipelining_without_reading_is_bounded_and_others_are_served(tmp_path, l
             hostile = socket.create_connection(("127.0.0.1", d.port("policy")))
             hostile.setblocking(False)
             flood = b"\n\n" * 32768
-            await asyncio.sleep(0.05)
-            [proto] = server_side(d, "policy")
+            [proto] = await accepted(d, "policy")
             sent = most_buffered = most_unsent = 0
             answered = False
             deadline = time.monotonic() + 20
@@ -120,8 +130,7 @@ def test_connection_cap_makes_room_by_closing_the_longest_idle(tmp_path, logbuf,
         async with running(tmp_path, Clock()) as d:
             d.store.grant("192.0.2.7", "alice", "admin")
             idle = [await asyncio.open_connection("127.0.0.1", d.port("policy")) for _ in range(4)]
-            await asyncio.sleep(0.05)
-            assert len(d.conns["policy"]) == 4
+            assert len(await accepted(d, "policy", 4)) == 4
             reader, writer = await asyncio.open_connection("127.0.0.1", d.port("policy"))
             writer.write(policy_request("192.0.2.7"))
             assert await read_replies(reader, 1) == [b"action=OK\n\n"]
@@ -169,16 +178,18 @@ def test_a_whole_http_request_is_bounded(tmp_path, logbuf, tail):
         async with running(tmp_path, Clock()) as d:
             reader, writer = await asyncio.open_connection("127.0.0.1", d.port("report"))
             writer.write(b"POST /?command=report HTTP/1.1\r\nHost: x\r\nX-API-Key: s3cret-token\r\n" + head)
-            sent = 0
-            with pytest.raises((ConnectionError, AssertionError)):
-                while sent < 4 * pbs.MAX_HTTP_REQUEST:
+            await accepted(d, "report")  # so that "closed" below means the daemon closed it
+            sent = most_buffered = 0
+            with contextlib.suppress(ConnectionError):  # the daemon may close it mid-write
+                while sent < 4 * pbs.MAX_HTTP_REQUEST and server_side(d, "report"):
+                    [proto] = server_side(d, "report")
+                    most_buffered = max(most_buffered, len(proto.buf))
                     writer.write(unit * 64)
                     sent += len(unit) * 64
                     await writer.drain()
                     await asyncio.sleep(0.001)
-                    [proto] = server_side(d, "report") or [None]
-                    assert proto is not None, "closed"
-                    assert len(proto.buf) <= pbs.MAX_HTTP_REQUEST + 64 * len(unit)
+            assert not server_side(d, "report"), "the daemon kept reading"
+            assert most_buffered <= pbs.MAX_HTTP_REQUEST + 64 * len(unit)
             assert sent <= pbs.MAX_HTTP_REQUEST + 128 * len(unit) + 65536
             status, _, _ = await read_http_response(reader)
             assert status in (400, 413)
@@ -284,18 +295,28 @@ def test_journal_is_compacted_as_it_grows_not_only_at_the_sweep(tmp_path, logbuf
 
     async def scenario():
         async with running(tmp_path, Clock(), sweep_interval="3600") as d:
-            worst = 0
+            worst = shrinks = 0
             for i in range(20_000):
+                before = d.store.journal.lines
                 d.store.grant(f"192.0.2.{i % 10}", "alice", "dovecot")
                 worst = max(worst, d.store.journal.lines)
                 if i % 50 == 0:
-                    await asyncio.sleep(0)  # the loop runs between batches of logins
-            await asyncio.sleep(0.2)
-            return worst, d.store.journal.lines, d.cfg.state_file
+                    # The loop runs between batches of logins; a compaction
+                    # started meanwhile is let finish (its fsync runs in a
+                    # thread, as slow as the disk), so the figures below do
+                    # not depend on the machine's speed.
+                    await asyncio.sleep(0)
+                    if d._compactor is not None:
+                        await d._compactor
+                shrinks += d.store.journal.lines < before
+            if d._compactor is not None:
+                await d._compactor
+            return worst, shrinks, d.store.journal.lines, d.cfg.state_file
 
-    worst, lines, path = asyncio.run(scenario())
+    worst, shrinks, lines, path = asyncio.run(scenario())
     limit = pbs.COMPACT_MIN_LINES
-    assert worst <= 2 * limit, worst  # compactions keep up as it grows
+    assert shrinks >= 20_000 // limit - 1, shrinks  # compacted as it grew, the sweep never ran
+    assert worst <= 2 * limit, worst
     assert sum(1 for _ in open(path, "rb")) == lines <= limit
 
 

@@ -849,9 +849,9 @@ class Daemon:
                 for proto in list(conns.values()):
                     proto.reap(now, limits)
 
-    def admit(self, proto: _Base) -> bool:
-        """Room for a new connection of ``proto.kind``: at the cap, the
-        longest-idle connection is closed for it."""
+    def admit(self, proto: _Base) -> None:
+        """Count a new connection of ``proto.kind``; at the cap, the
+        longest-idle connection is closed to make room for it."""
         conns = self.conns[proto.kind]
         if len(conns) >= LIMITS[proto.kind].connections:
             oldest = min(conns.values(), key=lambda p: p.last_active)
@@ -859,7 +859,6 @@ class Daemon:
             oldest.transport.abort()
             conns.pop(oldest.transport, None)
         conns[proto.transport] = proto
-        return True
 
     # -- Postfix policy: the hot path
     def policy_decide(self, req: bytes, now: float) -> bytes:
