@@ -6,13 +6,18 @@ export NO_COLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help setup demo demo-down test lint unit molecule bench clean
+.PHONY: help controller setup demo demo-down test lint unit molecule bench clean
 
 help:
+	@echo "make controller only the venv (.venv) with the pinned Ansible, to manage a real host (README)"
+	@echo "make setup      what demo and test need: Docker, base image, Chromium, venv with the test tools"
 	@echo "make demo       bring up a demo appliance on this machine (DEMO_ARGS='-e k=v' passes through)"
 	@echo "make demo-down  remove the demo appliance"
 	@echo "make test       every test: yamllint, ansible-lint, pytest units, molecule scenarios"
 	@echo "make bench      benchmarks against a converged appliance (see docs/PERFORMANCE.md)"
+
+controller:
+	@bash scripts/controller-setup.sh
 
 setup:
 	@bash scripts/host-setup.sh

@@ -2,7 +2,8 @@
 # Prepare this machine to run the appliance in containers: Docker engine and
 # debootstrap from Debian, a running dockerd, the local Debian 12 base image,
 # Debian's Chromium and chromedriver for the WebMail browser tests, and the
-# project's Python venv. Safe to re-run: every step checks first.
+# project's Python venv with the test toolchain (scripts/controller-setup.sh
+# with requirements.txt). Safe to re-run: every step checks first.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,7 @@ need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
 command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium chromium-driver)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]} from Debian"
     export DEBIAN_FRONTEND=noninteractive
@@ -45,11 +47,5 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     rm -rf "$root"
 fi
 
-if [ ! -x "$VENV/bin/molecule" ] || ! cmp -s "$here/requirements.txt" "$VENV/.requirements.txt"; then
-    log "creating Python venv $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q -r "$here/requirements.txt" >"$STATE/pip.log" 2>&1 \
-        || { cat "$STATE/pip.log" >&2; log "pip install failed"; exit 1; }
-    cp "$here/requirements.txt" "$VENV/.requirements.txt"
-fi
+QUBEMAIL_VENV=$VENV bash "$here/scripts/controller-setup.sh" "$here/requirements.txt"
 log "ready: docker $(docker version -f '{{.Server.Version}}'), image $IMAGE, venv $VENV"

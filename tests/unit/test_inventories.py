@@ -3,6 +3,7 @@ validation the playbook runs first, so the documented settings stay valid."""
 
 import importlib.util
 import pathlib
+import re
 
 import pytest
 import yaml
@@ -12,8 +13,27 @@ spec = importlib.util.spec_from_file_location("qubemail_filters", ROOT / "filter
 qf = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(qf)
 
-INVENTORIES = ["inventory/example/group_vars/qubemail.yml", "inventory/demo/group_vars/qubemail.yml",
+INVENTORIES = ["inventory/example/group_vars/qubemail", "inventory/demo/group_vars/qubemail.yml",
                "molecule/lists/group_vars/qubemail.yml"]
+
+
+def load(path):
+    """A group_vars file, or a group_vars directory's files merged, with
+    "{{ vault_... }}" references resolved from them (as Ansible would)."""
+    path = ROOT / path
+    variables = {}
+    for part in sorted(path.glob("*.yml")) if path.is_dir() else [path]:
+        variables.update(yaml.safe_load(part.read_text()))
+
+    def resolve(value):
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        match = re.fullmatch(r"\{\{ (vault_\w+) \}\}", value) if isinstance(value, str) else None
+        return variables[match.group(1)] if match else value
+
+    return resolve(variables)
 
 
 def prefixed(variables, prefix):
@@ -22,7 +42,7 @@ def prefixed(variables, prefix):
 
 @pytest.mark.parametrize("path", INVENTORIES)
 def test_shipped_inventory_is_valid(path):
-    variables = yaml.safe_load((ROOT / path).read_text())
+    variables = load(path)
     base = qf.qubemail_base(variables["qubemail_hostname"], variables["qubemail_domains"],
                             variables["qubemail_users"])
     qf.qubemail_mta(prefixed(variables, "mta_"), base)
