@@ -34,6 +34,10 @@ Filters:
     Settings of the WebMail role (Roundcube, Apache).
 ``qubemail_php_string(value)``
     A string as a PHP single-quoted literal, for generated PHP files.
+``qubemail_placeholders(settings)``
+    Refuses the example inventory's placeholders left in place.
+``qubemail_validation_errors(results)``
+    The error lines of failed validation tasks, for site.yml's stop step.
 
 Passwords are never echoed in error messages: ``password`` values are
 redacted entirely and ``password_hash`` values are shown only by their scheme
@@ -56,7 +60,7 @@ short_description: Validate and normalise the qubemail inventory
 version_added: 1.0.0
 author: qubemail project
 description:
-  - This file provides seven filters used by the qubemail roles.
+  - This file provides nine filters used by the qubemail roles and playbooks/site.yml.
   - P(qubemail_base#filter) checks C(qubemail_hostname), C(qubemail_domains) and C(qubemail_users) and returns the
     appliance name, the mail domains (the first is the primary domain) and the mailbox users sorted by name.
   - P(qubemail_mta#filter) checks the C(mta_*) variables of the mta role against the output of P(qubemail_base#filter)
@@ -69,6 +73,13 @@ description:
   - P(qubemail_webmail#filter) checks the C(webmail_*) variables and works out how WebMail reaches Dovecot from
     C(pop_plaintext_auth_from_loopback).
   - P(qubemail_php_string#filter) quotes a string as a PHP single-quoted literal (no variable interpolation).
+  - "P(qubemail_placeholders#filter) refuses the example inventory's placeholders left in place in a dict of
+    settings (its secrets, addresses in the documentation networks 192.0.2.0/24, 198.51.100.0/24,
+    203.0.113.0/24 and 2001:db8::/32, names under example.com, example.org, example.net and .example).
+    Names reserved for testing (.test) pass."
+  - "P(qubemail_validation_errors#filter) turns the registered results of the validation tasks into the error
+    lines site.yml stops with; a task that failed without the validator's error lines (an undefined variable,
+    a vault secret missing) gives its whole message, so every failure stops the play."
   - "All problems are collected and reported at once in one C(AnsibleFilterError); its message starts with
     C(qubemail: invalid inventory:) and has one line per problem naming the variable and path
     (for example C(qubemail_users[2].aliases[0])), the offending value and what is expected."
@@ -324,6 +335,12 @@ options:
   qubemail_php_string:
     description: "C(value | qubemail_php_string): the string between single quotes, C(\\) and C(') escaped."
     type: str
+  qubemail_placeholders:
+    description: "C(settings | qubemail_placeholders): a dict of variable names and values, every string in it checked."
+    type: dict
+  qubemail_validation_errors:
+    description: "C(results | qubemail_validation_errors): the registered results of the validation tasks."
+    type: list
 """
 
 EXAMPLES = r"""
@@ -436,6 +453,9 @@ _value:
       C(max_upload_mb), C(imap_host) (V(127.0.0.1:143) or V(tls://127.0.0.1:143)) and C(smtp_host)
       (V(127.0.0.1:25))."
     - "P(qubemail_php_string#filter): the quoted string, e.g. V('it\\'s') for V(it's)."
+    - "P(qubemail_placeholders#filter): V(true), or an error listing every placeholder with its field."
+    - "P(qubemail_validation_errors#filter): a list of error lines, each starting with two spaces; empty when no
+      validation failed."
   type: raw
 """
 
@@ -1048,6 +1068,118 @@ def qubemail_base(hostname, domains, users):
         "primary_domain": domain_list[0],
         "users": sorted((entry for _, _, entry, _ in records), key=lambda e: e["name"]),
     }
+
+
+# --------------------------------------------------------------------------
+# qubemail_placeholders and qubemail_validation_errors
+# --------------------------------------------------------------------------
+
+# What documentation reserves, and so what no live server uses: the example
+# inventory's placeholders are drawn from these (RFC 5737, RFC 3849, RFC 2606).
+DOCUMENTATION_NETWORKS = tuple(ipaddress.ip_network(n) for n in
+                               ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
+DOCUMENTATION_DOMAINS = ("example.com", "example.org", "example.net", "example")
+# The example inventory's secrets (inventory/example/group_vars/qubemail/vault.yml),
+# whose plain text the example prints.
+PLACEHOLDER_SECRETS = frozenset((
+    "change-me-and-vault-me",
+    "$6$qubeexample2026$If2Z496.UfyxXmZ4faXfbhPAOcSvf.4sDqZnsKdDUqFUkkHY7jGlHb2DhKl20AxLSH8kBFP/uZ/DDL6qlCF6S.",
+))
+_IP_TOKEN_RE = re.compile(r"[0-9A-Fa-f:.]*[.:][0-9A-Fa-f:.]*(?:/[0-9]{1,3})?")
+_NAME_TOKEN_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
+MAX_PLACEHOLDER_DEPTH = 8
+
+
+def _documentation_network(text):
+    """The documentation network that *text* (an address or network) lies in, or None."""
+    for token in _IP_TOKEN_RE.findall(text):
+        try:
+            network = ipaddress.ip_network(token, strict=False)
+        except ValueError:
+            continue
+        for reserved in DOCUMENTATION_NETWORKS:
+            if network.version == reserved.version and network.overlaps(reserved):
+                return reserved
+    return None
+
+
+def _documentation_domain(text):
+    """The documentation domain that a name or address in *text* is under, or None."""
+    for token in _NAME_TOKEN_RE.findall(text.lower()):
+        if "." not in token:
+            continue  # "Example Office WebMail" names no domain
+        for reserved in DOCUMENTATION_DOMAINS:
+            if token == reserved or token.endswith("." + reserved):
+                return reserved
+    return None
+
+
+def _check_placeholders(errors, field, value, depth=0):
+    if depth > MAX_PLACEHOLDER_DEPTH:
+        return
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            _check_placeholders(errors, "%s.%s" % (field, key), value[key], depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_placeholders(errors, "%s[%d]" % (field, index), item, depth + 1)
+    elif isinstance(value, str):
+        if value in PLACEHOLDER_SECRETS:
+            errors.add(field, _redact_hash(value), "the example inventory's placeholder secret, whose plain text "
+                       "it prints: put your own (vault.yml; a hash from `mkpasswd -m sha-512`)")
+            return
+        network = _documentation_network(value)
+        if network is not None:
+            errors.add(field, value, "in %s, a documentation network (the example's placeholder): "
+                       "put your own address or network" % network)
+            return
+        domain = _documentation_domain(value)
+        if domain is not None:
+            errors.add(field, value, "under %s, reserved for documentation (the example's placeholder): "
+                       "put your own domain or address" % (domain if "." in domain else "." + domain))
+
+
+def qubemail_placeholders(settings):
+    """Refuse the example inventory's placeholders left in place.
+
+    *settings* maps variable names to their values (the inventory's
+    ``qubemail_*``, ``mta_*``, ``pop_*``, ``lists_*``, ``webmail_*`` and the
+    host's ``ansible_host``). Every string in them, at any depth, is checked:
+    the example's secrets, addresses in the documentation networks and names
+    under the documentation domains are errors. Names reserved for testing
+    (``.test``, used by the demo and the tests) are not. Returns True.
+    """
+    if not isinstance(settings, dict):
+        raise AnsibleFilterError("qubemail_placeholders: expected a dict of settings, got %s"
+                                 % type(settings).__name__)
+    errors = _Errors()
+    for name in sorted(settings):
+        _check_placeholders(errors, name, settings[name])
+    errors.raise_if_any()
+    return True
+
+
+MAX_RAW_ERROR = 600
+
+
+def qubemail_validation_errors(results):
+    """The error lines of the failed results among *results* (the registered
+    results of every validation task): the field lines of a validator's
+    error, or, for a task that failed any other way (an undefined variable, a
+    vaulted value without the vault password), its whole message on one
+    line, so that every failure stops the play. Without failures: []."""
+    lines = []
+    for result in results:
+        if not isinstance(result, dict) or not result.get("failed"):
+            continue
+        message = str(result.get("msg") or "failed without a message")
+        _, header, rest = message.partition(ERROR_HEADER)
+        found = [line for line in rest.splitlines() if re.match(r"^  \S", line)] if header else []
+        if not found:
+            raw = " ".join(message.split())
+            found = ["  " + (raw if len(raw) <= MAX_RAW_ERROR else raw[:MAX_RAW_ERROR - 3] + "...")]
+        lines.extend(line for line in found if line not in lines)
+    return lines
 
 
 # --------------------------------------------------------------------------
@@ -1723,4 +1855,6 @@ class FilterModule(object):
             "qubemail_list_acl": qubemail_list_acl,
             "qubemail_webmail": qubemail_webmail,
             "qubemail_php_string": qubemail_php_string,
+            "qubemail_placeholders": qubemail_placeholders,
+            "qubemail_validation_errors": qubemail_validation_errors,
         }

@@ -92,7 +92,7 @@ def user(**fields):
 # plugin wiring and documentation
 # --------------------------------------------------------------------------
 
-def test_filter_module_exposes_the_seven_filters():
+def test_filter_module_exposes_the_nine_filters():
     assert qf.FilterModule().filters() == {
         "qubemail_base": qf.qubemail_base,
         "qubemail_mta": qf.qubemail_mta,
@@ -101,6 +101,8 @@ def test_filter_module_exposes_the_seven_filters():
         "qubemail_list_acl": qf.qubemail_list_acl,
         "qubemail_webmail": qf.qubemail_webmail,
         "qubemail_php_string": qf.qubemail_php_string,
+        "qubemail_placeholders": qf.qubemail_placeholders,
+        "qubemail_validation_errors": qf.qubemail_validation_errors,
     }
 
 

@@ -1,14 +1,17 @@
 """Bad inventory input stops the play before any task changes the host,
-with one error line per bad field naming the field and the value."""
+with one error line per bad field naming the field and the value; so does
+a value the validation cannot read (undefined, or vaulted without the
+vault password)."""
 
 import hashlib
+import subprocess
 
 import pytest
 from probe import recap_changed, run_site
 
 testinfra_hosts = ["docker://qubemail-appliance"]
 
-WATCHED = ["/etc/postfix/main.cf", "/etc/aliases", "/etc/dovecot/dovecot.conf",
+WATCHED = ["/etc/mailname", "/etc/postfix/main.cf", "/etc/aliases", "/etc/dovecot/dovecot.conf",
            "/etc/dovecot/qubemail-users", "/etc/pop-before-smtp/pop-before-smtp.conf"]
 
 USERS = [
@@ -37,7 +40,26 @@ CASES = {
     "webmail": ({"qubemail_users": [{"name": "alice", "password": "pw"}],
                  "webmail_enabled": True, "webmail_https_port": 25, "webmail_language": "English"},
                 ["webmail_https_port = 25", "webmail_language = 'English'"]),
+    # The example inventory's placeholders left in place.
+    "placeholders": ({"qubemail_users": [{"name": "alice", "password": "change-me-and-vault-me"}],
+                      "qubemail_domains": ["qube.test", "example.org"],
+                      "mta_relay_allowed_networks": ["198.51.100.0/24"]},
+                     ["qubemail_users[0].password = <redacted string of 22 characters>: the example inventory's "
+                      "placeholder secret",
+                      "qubemail_domains[1] = 'example.org': under example.org, reserved for documentation",
+                      "mta_relay_allowed_networks[0] = '198.51.100.0/24': in 198.51.100.0/24, a documentation "
+                      "network"]),
 }
+
+
+def changes_nothing(host, run, before, expected_lines):
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, out
+    assert "invalid inventory, nothing was changed" in out, out[-3000:]
+    for expected in expected_lines:
+        assert expected in out, f"{expected!r} missing from:\n{out[-3000:]}"
+    assert recap_changed(out) == 0, out[out.rindex("PLAY RECAP"):]
+    assert digest(host) == before
 
 
 def digest(host):
@@ -50,11 +72,28 @@ def test_bad_input_changes_nothing_and_names_every_field(host, case):
     before = digest(host)
     run, _ = run_site("qubemail-appliance",
                       {"qubemail_hostname": "mail.qube.test", "qubemail_domains": ["qube.test"], **bad})
-    out = run.stdout + run.stderr
-    assert run.returncode != 0, out
-    assert "invalid inventory, nothing was changed" in out, out[-3000:]
-    for expected in expected_lines:
-        assert expected in out, f"{expected!r} missing from:\n{out[-3000:]}"
-    assert recap_changed(out) == 0, out[out.rindex("PLAY RECAP"):]
-    assert digest(host) == before
+    changes_nothing(host, run, before, expected_lines)
+
+
+def vaulted(tmp_path, secret):
+    """`secret` as an inline !vault value, encrypted with a password the test then withholds."""
+    (tmp_path / "vault-pass").write_text("not-given-to-the-play\n")
+    out = subprocess.run(["ansible-vault", "encrypt_string", "--vault-password-file", str(tmp_path / "vault-pass"),
+                          secret], capture_output=True, text=True, check=True).stdout
+    return out.split("!vault |", 1)[1].strip().splitlines()
+
+
+@pytest.mark.parametrize("way", ["undefined variable", "vault password missing"])
+def test_a_value_validation_cannot_read_stops_the_play(host, tmp_path, way):
+    # A new host name, so that a play that went on would change /etc/mailname.
+    good = {"qubemail_hostname": "mail2.qube.test", "qubemail_domains": ["qube.test"]}
+    if way == "undefined variable":
+        extra, args, expected = {**good, "mta_catch_all": "{{ nosuchvar }}"}, (), "'nosuchvar' is undefined"
+    else:
+        lines = "".join(f"        {line.strip()}\n" for line in vaulted(tmp_path, "alices-password"))
+        (tmp_path / "users.yml").write_text(f"qubemail_users:\n  - name: alice\n    password: !vault |\n{lines}")
+        extra, args, expected = good, ("-e", f"@{tmp_path / 'users.yml'}"), "no vault secrets"
+    before = digest(host)
+    run, _ = run_site("qubemail-appliance", extra, args=args)
+    changes_nothing(host, run, before, [expected])
 
