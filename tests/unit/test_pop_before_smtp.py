@@ -201,6 +201,7 @@ def test_persistence_keeps_original_expiry_and_drops_expired(tmp_path):
     s2 = store(tmp_path, clock)
     assert list(s2.grants) == ["2001:db8::1"]
     assert s2.grants["2001:db8::1"] == (T0 + 1500, "new", T0 + 600)
+    assert s2.grants["2001:db8::1"] == pbs.Grant(expires=T0 + 1500, user="new", login=T0 + 600)
     s2.journal.close()
     clock.t = T0 + 1499  # another restart must not extend it
     s3 = store(tmp_path, clock, ttl=3600)

@@ -138,7 +138,15 @@ _SPECIAL = frozenset(' "\\=')
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 log = logging.getLogger(PROG)
-Grant = tuple[float, str, float]  # (expires, user, login): small, and sorts by expiry
+
+
+class Grant(NamedTuple):
+    """Relay permitted from an IP while ``now < expires``.  A tuple, so as
+    small as one (no per-grant dict) and it compares like one."""
+
+    expires: float  # login + ttl, absolute wall-clock time
+    user: str  # the account that logged in (interned: one string per user)
+    login: float
 
 # ---------------------------------------------------------------- helpers ---
 
@@ -434,9 +442,8 @@ def read_token(path: str) -> bytes:
 # ---------------------------------------------------------------- journal ---
 
 def grant_line(ip: str, g: Grant) -> bytes:
-    expires, user, login = g
-    return (f'{{"op":"grant","ip":"{ip}","user":{json.dumps(user)},'
-            f'"login":{login!r},"expires":{expires!r}}}\n').encode()
+    return (f'{{"op":"grant","ip":"{ip}","user":{json.dumps(g.user)},'
+            f'"login":{g.login!r},"expires":{g.expires!r}}}\n').encode()
 
 
 class JournalError(Exception):
@@ -551,7 +558,7 @@ class Journal:
         kept = 0
         try:
             for i in range(0, len(items), COMPACT_CHUNK):
-                lines = [grant_line(ip, g) for ip, g in items[i:i + COMPACT_CHUNK] if now < g[0]]
+                lines = [grant_line(ip, g) for ip, g in items[i:i + COMPACT_CHUNK] if now < g.expires]
                 _write_all(fd, b"".join(lines))
                 kept += len(lines)
                 await asyncio.sleep(0)
@@ -585,7 +592,7 @@ class Journal:
 # ------------------------------------------------------------------ grants ---
 
 class GrantStore:
-    """ip -> (expires, user, login).  ``clock`` is injectable for tests.
+    """ip -> Grant, in expiry order.  ``clock`` is injectable for tests.
     ``on_grow`` is called when the journal has outgrown the live set."""
 
     def __init__(self, ttl: int, never_authorize: tuple[Any, ...] = (),
@@ -607,11 +614,11 @@ class GrantStore:
 
     def lookup(self, ip: str) -> Grant | None:
         g = self.grants.get(ip)
-        return g if g is not None and self.clock() < g[0] else None
+        return g if g is not None and self.clock() < g.expires else None
 
     def valid(self) -> list[tuple[str, Grant]]:
         now = self.clock()
-        return [(ip, g) for ip, g in self.grants.items() if now < g[0]]
+        return [(ip, g) for ip, g in self.grants.items() if now < g.expires]
 
     def _journal(self, rec: dict[str, Any] | bytes, durable: bool) -> None:
         if self.journal is None:
@@ -633,19 +640,19 @@ class GrantStore:
                 event_limited("grant-refused", reason="max-grants", user=user, ip=ip, source=source)
                 return None
         now = self.clock()
-        g = (now + self.ttl, sys.intern(user[:MAX_USER]), now)
+        g = Grant(now + self.ttl, sys.intern(user[:MAX_USER]), now)
         self._journal(grant_line(ip, g), durable)
         self.grants.pop(ip, None)  # re-insert at the end: keeps expiry order
         self.grants[ip] = g
-        event("grant", user=g[1], ip=ip, expires=iso(g[0]), source=source)
-        return g[0]
+        event("grant", user=g.user, ip=ip, expires=iso(g.expires), source=source)
+        return g.expires
 
     def revoke(self, ip: str, source: str = "admin") -> bool:
         """Withdraw ip's grant, durably first (raises JournalError otherwise)."""
         was_valid = self.lookup(ip) is not None
         if ip in self.grants:
             self._journal({"op": "revoke", "ip": ip, "at": self.clock()}, durable=True)
-            event("revoke", ip=ip, user=self.grants.pop(ip)[1], source=source)
+            event("revoke", ip=ip, user=self.grants.pop(ip).user, source=source)
         return was_valid
 
     def flush(self, source: str = "admin") -> int:
@@ -661,11 +668,11 @@ class GrantStore:
         now = self.clock()
         expired = []
         for ip, g in self.grants.items():
-            if now < g[0] or len(expired) >= limit:
+            if now < g.expires or len(expired) >= limit:
                 break
             expired.append(ip)
         for ip in expired:
-            event("expired", ip=ip, user=self.grants.pop(ip)[1])
+            event("expired", ip=ip, user=self.grants.pop(ip).user)
         return len(expired)
 
     def restore(self) -> int:
@@ -690,14 +697,14 @@ class GrantStore:
                 exp = min(float(exp), min(float(login), now) + self.ttl)  # min(login, now): clock went back
                 state.pop(ip, None)
                 if now < exp:
-                    state[ip] = (exp, sys.intern(user[:MAX_USER]), float(login))
+                    state[ip] = Grant(exp, sys.intern(user[:MAX_USER]), float(login))
             else:
                 bad[0] += 1
         if bad[0]:
             event("journal-skipped", lines=bad[0], path=self.journal.path)
         for ip in [ip for ip in state if self.never_authorized(ip)]:
-            event("grant-refused", reason="never-authorize", user=state.pop(ip)[1], ip=ip, source="journal")
-        order = sorted(state, key=lambda ip: state[ip][0])  # references only: no pair per grant
+            event("grant-refused", reason="never-authorize", user=state.pop(ip).user, ip=ip, source="journal")
+        order = sorted(state, key=lambda ip: state[ip].expires)  # references only: no pair per grant
         if len(order) > self.max_grants:  # keep the longest-lived
             event("grant-refused", reason="max-grants", grants=len(order) - self.max_grants, source="journal")
             del order[:len(order) - self.max_grants]
@@ -877,14 +884,14 @@ class Daemon:
         if ip is None:
             return DUNNO
         g = self.store.grants.get(ip)
-        if g is None or now >= g[0]:
+        if g is None or now >= g.expires:
             return DUNNO
         self.permitted += 1
         instance = _attr(req, b"instance=") or b""
         seen = self._relay_seen.get(ip, ())
         if instance not in seen:
             self._relay_seen[ip] = (seen + (instance,))[-8:]
-            event("relay-permitted", ip=ip, user=g[1], sender=_text(_attr(req, b"sender=")),
+            event("relay-permitted", ip=ip, user=g.user, sender=_text(_attr(req, b"sender=")),
                   recipient=_text(_attr(req, b"recipient=")), instance=_text(instance))
         return OK
 
@@ -947,7 +954,8 @@ class Daemon:
         if cmd == "list":
             now = self.clock()
             return {"ok": True, "now": now, "grants": [
-                {"ip": ip, "user": g[1], "login": g[2], "expires": g[0], "seconds_left": int(g[0] - now)}
+                {"ip": ip, "user": g.user, "login": g.login, "expires": g.expires,
+                 "seconds_left": int(g.expires - now)}
                 for ip, g in self.store.valid()]}
         if cmd == "stats":
             return {"ok": True, "pid": os.getpid(), "grants": len(self.store.grants),
