@@ -307,6 +307,66 @@ def test_journal_compaction_runs_when_grown_and_keeps_concurrent_appends(tmp_pat
     assert len(s2.grants) == 2501
 
 
+def test_both_compactions_write_the_same_file_and_the_async_one_lets_the_loop_run(tmp_path):
+    clock = Clock()
+    s = store(tmp_path, clock)
+    n = 5 * pbs.COMPACT_CHUNK + 3
+    for i in range(n):
+        s.grant(f"198.18.{i // 256}.{i % 256}", f"u{i % 7}", "dovecot")
+    journal = Path(s.journal.path)
+    s.journal.compact(s.grants)
+    blocking = journal.read_bytes()
+    assert len(blocking.splitlines()) == n == s.journal.lines
+
+    async def compact_counting_loop_turns():
+        turns = 0
+
+        async def ticker():
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = turns
+        await s.compact()
+        task.cancel()
+        return turns - before
+
+    assert asyncio.run(compact_counting_loop_turns()) >= n // pbs.COMPACT_CHUNK  # a turn between chunks at least
+    assert journal.read_bytes() == blocking and s.journal.lines == n
+    clock.t = T0 + 900  # all expired: the async compaction keeps only what is valid
+    asyncio.run(s.compact())
+    assert journal.read_bytes() == b"" and s.journal.lines == 0
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_failed_compaction_keeps_the_old_journal_and_leaves_no_temp_file(tmp_path, monkeypatch, mode):
+    clock = Clock()
+    s = store(tmp_path, clock)
+    for i in range(3):
+        s.grant("192.0.2.1", "alice", "dovecot")
+    journal = Path(s.journal.path)
+    before = journal.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(pbs.os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        if mode == "blocking":
+            s.journal.compact(s.grants)
+        else:
+            asyncio.run(s.compact())
+    monkeypatch.undo()
+    assert journal.read_bytes() == before and s.journal.lines == 3
+    assert not journal.with_suffix(".journal.tmp").exists()
+    s.grant("192.0.2.2", "bob", "dovecot")  # still appends to the old file, no carry-over left behind
+    assert s.journal._pending is None
+    assert len(journal.read_bytes().splitlines()) == 4
+
+
 def test_config_file_flags_and_validation(tmp_path):
     conf = tmp_path / "pbs.conf"
     conf.write_text("[pop-before-smtp]\nttl = 600\nnever_authorize = 10.0.0.0/8, 192.0.2.0/24 2001:db8::/32\n"

@@ -65,12 +65,14 @@ import asyncio
 import configparser
 import contextlib
 import errno
+import functools
 import gc
 import hmac
 import ipaddress
 import itertools
 import json
 import logging
+import math
 import os
 import pwd
 import signal
@@ -78,7 +80,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -530,41 +532,28 @@ class Journal:
             os.close(old)
         self.lines = count
 
-    def compact(self, grants: dict[str, Grant]) -> None:
-        """Atomically replace the journal with ``grants`` (blocking:
-        start-up), encoded a chunk at a time."""
-        tmp, fd = self._open_tmp()
-        try:
-            items = iter(grants.items())
-            while chunk := [grant_line(ip, g) for ip, g in itertools.islice(items, COMPACT_CHUNK)]:
-                _write_all(fd, b"".join(chunk))
-            os.fsync(fd)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        finally:
-            os.close(fd)
-        self._install(tmp, len(grants))
-        _fsync_dir(self.path)
-
-    async def compact_async(self, items: list[tuple[str, Grant]], now: float) -> None:
-        """Same for the grants in ``items`` still valid at ``now``, without
-        stalling the loop: encode in small chunks, fsync in a thread, and
-        carry over the events appended meanwhile."""
-        loop = asyncio.get_running_loop()
+    def _rewrite(self, items: Iterable[tuple[str, Grant]], now: float) -> Iterator[Callable[[], None] | None]:
+        """The one crash-safe compaction, as steps for ``compact`` and
+        ``compact_async`` to drive: write the grants of ``items`` still
+        valid at ``now`` to a temporary file, COMPACT_CHUNK at a time
+        (yielding None after each), fsync it, add the events appended
+        meanwhile, install it and fsync the directory.  The two blocking
+        fsyncs are yielded as calls for the driver to make, in a thread or
+        not; from the appended events to the install nothing is yielded."""
         tmp, fd = self._open_tmp()
         self._pending, self._pending_durable = [], False
         installed = False
         kept = 0
         try:
-            for i in range(0, len(items), COMPACT_CHUNK):
-                lines = [grant_line(ip, g) for ip, g in items[i:i + COMPACT_CHUNK] if now < g.expires]
+            grants = iter(items)
+            while batch := list(itertools.islice(grants, COMPACT_CHUNK)):
+                lines = [grant_line(ip, g) for ip, g in batch if now < g.expires]
                 _write_all(fd, b"".join(lines))
                 kept += len(lines)
-                await asyncio.sleep(0)
-            await loop.run_in_executor(None, os.fsync, fd)
+                yield None
+            yield functools.partial(os.fsync, fd)
             pending = self._pending
-            _write_all(fd, b"".join(pending))  # no await from here to install
+            _write_all(fd, b"".join(pending))  # nothing is yielded from here to the install
             if self._pending_durable:
                 os.fsync(fd)  # an admin change made meanwhile stays durable in the new file
             os.close(fd)
@@ -577,7 +566,26 @@ class Journal:
                 os.close(fd)
             if not installed and os.path.exists(tmp):
                 os.unlink(tmp)
-        await loop.run_in_executor(None, _fsync_dir, self.path)
+        yield functools.partial(_fsync_dir, self.path)
+
+    def compact(self, grants: dict[str, Grant]) -> None:
+        """Atomically replace the journal with ``grants`` (blocking: start-up)."""
+        with contextlib.closing(self._rewrite(grants.items(), -math.inf)) as steps:
+            for step in steps:
+                if step is not None:
+                    step()
+
+    async def compact_async(self, items: list[tuple[str, Grant]], now: float) -> None:
+        """Same for the grants in ``items`` still valid at ``now``, without
+        stalling the loop: it runs between chunks and during the fsyncs (in a
+        thread), and the events appended meanwhile are carried over."""
+        loop = asyncio.get_running_loop()
+        with contextlib.closing(self._rewrite(items, now)) as steps:
+            for step in steps:
+                if step is None:
+                    await asyncio.sleep(0)
+                else:
+                    await loop.run_in_executor(None, step)
 
     def close(self) -> None:
         if self._fd is not None:
