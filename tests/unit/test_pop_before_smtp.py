@@ -546,6 +546,14 @@ def test_report_grants_only_successful_pop3_logins(tmp_path, logbuf, fields, gra
     assert len(grants) == (1 if granted else 0)
 
 
+def test_report_of_a_login_a_policy_check_refused_grants_nothing(tmp_path, logbuf):
+    d = pbs.Daemon(make_config(tmp_path), TOKEN, Clock())
+    doc = json.loads(report_body())
+    assert d.handle_report(dict(doc, policy_reject=True)) == "policy-reject"
+    assert d.store.grants == {}
+    assert d.handle_report(doc) == "granted" and list(d.store.grants) == ["192.0.2.7"]
+
+
 @pytest.mark.parametrize("token", [None, b"wrong", b"s3cret-toke", b"s3cret-token2", b""])
 def test_report_with_bad_token_is_forbidden(tmp_path, logbuf, token):
     async def scenario():
@@ -557,11 +565,13 @@ def test_report_with_bad_token_is_forbidden(tmp_path, logbuf, token):
     assert "report-refused reason=bad-token peer=127.0.0.1:" in logbuf.getvalue()
 
 
-def test_report_allow_command_and_errors(tmp_path, logbuf):
+def test_report_only_command_and_errors(tmp_path, logbuf):
     async def scenario():
         async with running(tmp_path, Clock()) as d:
             port = d.port("report")
-            assert (await http_exchange(port, http_post(report_body(), command="allow")))[0] == 200
+            # Dovecot's policy check (command=allow) is never asked for: refused, grants nothing
+            status, _, body = await http_exchange(port, http_post(report_body(), command="allow"))
+            assert (status, body) == (400, b'{"error":"unknown command"}')
             assert (await http_exchange(port, http_post(b"{not json", command="report")))[0] == 400
             assert (await http_exchange(port, http_post(b"[1,2]", command="report")))[0] == 400
             assert (await http_exchange(port, http_post(b"[" * 60000, command="report")))[0] == 400

@@ -7,7 +7,8 @@ time ... the IP addresses expire after 15 minutes."  One asyncio loop serves:
 
 * report (HTTP, 127.0.0.1:10032): Dovecot's auth-policy interface.  With
   ``auth_policy_report_after_auth = yes`` Dovecot POSTs ``/?command=report``
-  after every authentication; a successful pop3 login grants its remote IP.
+  after every authentication (the only command served: no policy checks are
+  asked for); a successful pop3 login grants its remote IP.
   Only connections whose other end belongs to an allowed local account (root,
   Dovecot's auth service) are served: the kernel says who owns a loopback
   peer (sock_diag), and the shared token must match too.
@@ -909,6 +910,9 @@ class Daemon:
         self.reports += 1
         if doc.get("success") is not True:
             return "failed-login"
+        # Dovecot sends policy_reject with every report: true if a policy
+        # check refused the login.  The role asks for no checks, but a login
+        # refused by a policy (auth_policy_log_only lets it through) never grants.
         if doc.get("policy_reject") is True:
             return "policy-reject"
         protocol = doc.get("protocol")
@@ -936,10 +940,10 @@ class Daemon:
         url = urlsplit(req.target)
         if url.path not in ("", "/"):
             return 404, b'{"error":"not found"}'
-        command = parse_qs(url.query).get("command", [""])[0]
-        if command == "allow":
-            return 200, HTTP_OK_BODY
-        if command != "report":
+        # Only reports: the role sets auth_policy_check_{before,after}_auth =
+        # no, so Dovecot never asks command=allow.  Were it asked, the 400
+        # makes Dovecot log an error and go on (auth_policy_reject_on_fail = no).
+        if parse_qs(url.query).get("command", [""])[0] != "report":
             return 400, b'{"error":"unknown command"}'
         try:
             doc = json.loads(req.body)
