@@ -683,6 +683,15 @@ def test_admin_socket_protocol_and_permissions(tmp_path, logbuf):
     assert "flush grants=1 source=admin" in out
 
 
+def test_unknown_admin_commands_are_named_with_the_known_ones(tmp_path):
+    d = pbs.Daemon(make_config(tmp_path), TOKEN, Clock())
+    errors = [d.handle_admin(json.dumps(req).encode())
+              for req in ({"cmd": "rm -rf"}, {"cmd": ["list"]}, {}, {"cmd": "allow"})]
+    known = "known: flush, grant, list, revoke, stats"
+    assert errors == [{"ok": False, "error": f"unknown command {text}; {known}"}
+                      for text in ('"rm -rf"', "['list']", "None", "allow")]
+
+
 def test_admin_cli_end_to_end(tmp_path, logbuf, capsys):
     async def scenario():
         async with running(tmp_path, Clock(time.time()), never_authorize="10.0.0.0/8") as d:

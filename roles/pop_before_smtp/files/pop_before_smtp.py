@@ -954,7 +954,7 @@ class Daemon:
         self.handle_report(doc)
         return 200, HTTP_OK_BODY
 
-    # -- admin socket
+    # -- admin socket: one JSON request a line, dispatched by "cmd" (ADMIN)
     def handle_admin(self, line: bytes) -> dict[str, Any]:
         try:
             req = json.loads(line)
@@ -963,31 +963,39 @@ class Daemon:
         if not isinstance(req, dict):
             return {"ok": False, "error": "malformed request"}
         cmd = req.get("cmd")
-        if cmd == "list":
-            now = self.clock()
-            return {"ok": True, "now": now, "grants": [
-                {"ip": ip, "user": g.user, "login": g.login, "expires": g.expires,
-                 "seconds_left": int(g.expires - now)}
-                for ip, g in self.store.valid()]}
-        if cmd == "stats":
-            return {"ok": True, "pid": os.getpid(), "grants": len(self.store.grants),
-                    "decisions": self.decisions, "permitted": self.permitted, "reports": self.reports,
-                    "connections": {k: len(v) for k, v in self.conns.items()}}
+        command = self.ADMIN.get(cmd) if isinstance(cmd, str) else None
+        if command is None:
+            return {"ok": False, "error": f"unknown command {clean(cmd)}; known: {', '.join(sorted(self.ADMIN))}"}
         try:
-            return self._admin_change(cmd, req)
-        except JournalError as e:
+            return command(self, req)
+        except JournalError as e:  # a change that could not be made durable: nothing was changed
             return {"ok": False, "error": str(e)}
 
-    def _admin_change(self, cmd: object, req: dict[str, Any]) -> dict[str, Any]:
-        if cmd == "flush":
-            return {"ok": True, "flushed": self.store.flush()}
-        if cmd not in ("grant", "revoke"):
-            return {"ok": False, "error": f"unknown command {clean(cmd)}"}
+    def _admin_list(self, req: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock()
+        return {"ok": True, "now": now, "grants": [
+            {"ip": ip, "user": g.user, "login": g.login, "expires": g.expires,
+             "seconds_left": int(g.expires - now)}
+            for ip, g in self.store.valid()]}
+
+    def _admin_stats(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "pid": os.getpid(), "grants": len(self.store.grants),
+                "decisions": self.decisions, "permitted": self.permitted, "reports": self.reports,
+                "connections": {k: len(v) for k, v in self.conns.items()}}
+
+    def _admin_flush(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "flushed": self.store.flush()}
+
+    def _admin_revoke(self, req: dict[str, Any]) -> dict[str, Any]:
         ip = normalize_ip(req.get("ip"))
         if ip is None:
-            return {"ok": False, "error": f"invalid IP address {clean(req.get('ip'))}"}
-        if cmd == "revoke":
-            return {"ok": True, "ip": ip, "revoked": self.store.revoke(ip)}
+            return _invalid_ip(req)
+        return {"ok": True, "ip": ip, "revoked": self.store.revoke(ip)}
+
+    def _admin_grant(self, req: dict[str, Any]) -> dict[str, Any]:
+        ip = normalize_ip(req.get("ip"))
+        if ip is None:
+            return _invalid_ip(req)
         user = req.get("user") or "admin"
         if not isinstance(user, str):
             return {"ok": False, "error": "user must be a string"}
@@ -997,6 +1005,14 @@ class Daemon:
                 f"cannot be granted: {self.cfg.max_grants} grants (max_grants) are live"
             return {"ok": False, "error": f"{ip} {reason}"}
         return {"ok": True, "ip": ip, "user": user[:MAX_USER], "expires": expires}
+
+    ADMIN: dict[str, Callable[[Daemon, dict[str, Any]], dict[str, Any]]] = {
+        "list": _admin_list, "stats": _admin_stats, "grant": _admin_grant, "revoke": _admin_revoke,
+        "flush": _admin_flush}
+
+
+def _invalid_ip(req: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": False, "error": f"invalid IP address {clean(req.get('ip'))}"}
 
 
 def _prepare_unix_socket(path: str) -> None:
