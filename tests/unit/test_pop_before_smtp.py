@@ -683,6 +683,28 @@ def test_admin_socket_protocol_and_permissions(tmp_path, logbuf):
     assert "flush grants=1 source=admin" in out
 
 
+def test_admin_stats_on_the_socket_and_the_cli(tmp_path, logbuf, capsys):
+    async def scenario():
+        async with running(tmp_path, Clock()) as d:
+            status, _, _ = await http_exchange(d.port("report"), http_post(report_body()))
+            assert status == 200
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("policy"))
+            writer.write(policy_request("192.0.2.7") + policy_request("192.0.2.8"))
+            assert await read_replies(reader, 2) == [b"action=OK\n\n", b"action=DUNNO\n\n"]
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(None, pbs.admin_call, d.cfg.admin_socket, {"cmd": "stats"})
+            code = await loop.run_in_executor(None, pbs.main, ["stats", "--admin-socket", d.cfg.admin_socket])
+            writer.close()
+            return reply, code
+
+    reply, code = asyncio.run(scenario())
+    assert reply == {"ok": True, "pid": os.getpid(), "grants": 1, "decisions": 2, "permitted": 1, "reports": 1,
+                     "connections": {"policy": 1, "report": 0, "admin": 1}}
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0 and printed.pop("connections").keys() == {"policy", "report", "admin"}
+    assert printed == {k: v for k, v in reply.items() if k not in ("ok", "connections")}
+
+
 def test_unknown_admin_commands_are_named_with_the_known_ones(tmp_path):
     d = pbs.Daemon(make_config(tmp_path), TOKEN, Clock())
     errors = [d.handle_admin(json.dumps(req).encode())

@@ -17,8 +17,8 @@ time ... the IP addresses expire after 15 minutes."  One asyncio loop serves:
   granted client_address (exact IP, never a subnet), ``action=DUNNO`` for
   everything else.
 * admin (unix socket, 0600 root): one JSON line per request; the ``list``,
-  ``grant``, ``revoke`` and ``flush`` sub-commands of this same file are its
-  client.
+  ``grant``, ``revoke``, ``flush`` and ``stats`` sub-commands of this same
+  file are its client.
 
 Under systemd the three listening sockets belong to socket units and are
 inherited (``sockets = systemd``): they stay bound while the daemon is down,
@@ -1365,6 +1365,8 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("--user", default="admin", help="name recorded in the audit log (default admin)")
     sub.add_parser("revoke", parents=[common], help="withdraw the grant of IP").add_argument("ip")
     sub.add_parser("flush", parents=[common], help="withdraw all grants")
+    sub.add_parser("stats", parents=[common],
+                   help="show the daemon's pid, grants in memory, counters since start and open connections (JSON)")
     return parser
 
 
@@ -1387,23 +1389,30 @@ def run_admin(args: argparse.Namespace, socket_path: str) -> int:
     if not reply.get("ok"):
         print(f"{PROG}: {reply.get('error', 'request failed')}", file=sys.stderr)
         return 1
-    if args.command == "list":
-        grants = sorted(reply["grants"], key=lambda g: g["expires"])
-        if args.json:
-            print(json.dumps([dict(g, expires_iso=iso(g["expires"])) for g in grants], indent=2))
-            return 0
-        rows = [("IP", "USER", "EXPIRES", "LEFT")]
-        rows += [(g["ip"], clean(g["user"], 64), iso(g["expires"]), f"{g['seconds_left']}s") for g in grants]
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        for r in rows:
-            print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
-    elif args.command == "grant":
-        print(f"granted {reply['ip']} to {clean(reply['user'])} until {iso(reply['expires'])}")
-    elif args.command == "revoke":
-        print(f"revoked {reply['ip']}" if reply["revoked"] else f"{reply['ip']} had no valid grant")
-    else:
-        print(f"flushed {reply['flushed']} grant(s)")
+    PRINTERS[args.command](reply, args)
     return 0
+
+
+def _print_list(reply: dict[str, Any], args: argparse.Namespace) -> None:
+    grants = sorted(reply["grants"], key=lambda g: g["expires"])
+    if args.json:
+        print(json.dumps([dict(g, expires_iso=iso(g["expires"])) for g in grants], indent=2))
+        return
+    rows = [("IP", "USER", "EXPIRES", "LEFT")]
+    rows += [(g["ip"], clean(g["user"], 64), iso(g["expires"]), f"{g['seconds_left']}s") for g in grants]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+
+
+# What each admin sub-command prints of the daemon's reply.
+PRINTERS: dict[str, Callable[[dict[str, Any], argparse.Namespace], None]] = {
+    "list": _print_list,
+    "grant": lambda r, _: print(f"granted {r['ip']} to {clean(r['user'])} until {iso(r['expires'])}"),
+    "revoke": lambda r, _: print(f"revoked {r['ip']}" if r["revoked"] else f"{r['ip']} had no valid grant"),
+    "flush": lambda r, _: print(f"flushed {r['flushed']} grant(s)"),
+    "stats": lambda r, _: print(json.dumps({k: v for k, v in r.items() if k != "ok"}, indent=2, sort_keys=True)),
+}
 
 
 def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
