@@ -767,9 +767,7 @@ class Daemon:
                 else:
                     srv = await loop.create_server(factory, sock=sock, backlog=256)
                 self._servers.append(srv)
-                name = sock.getsockname()
-                self.addresses[kind] = (f"unix:{name}" if isinstance(name, str)
-                                        else f"{name[0]}:{name[1]}")
+                self.addresses[kind] = listen_text(sock.getsockname())
         except BaseException:
             await self.stop(log_stop=False)
             raise
