@@ -143,13 +143,15 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 log = logging.getLogger(PROG)
 
 
-class Grant(NamedTuple):
-    """Relay permitted from an IP while ``now < expires``.  A tuple, so as
-    small as one (no per-grant dict) and it compares like one."""
-
-    expires: float  # login + ttl, absolute wall-clock time
-    user: str  # the account that logged in (interned: one string per user)
-    login: float
+# A grant is an exact tuple (expires, user, login), its fields read by name:
+# g[EXPIRES] is login + ttl in absolute wall-clock time (valid while now <
+# it), g[USER] the account that logged in (interned), g[LOGIN] the login time.
+# Not a NamedTuple or a class: the collector stops tracking an exact tuple of
+# floats and a str, so a large live set adds nothing to each full collection
+# (measured with 100 000 grants: a NamedTuple made it 10-15 ms longer and the
+# start-up replay 10% slower).
+Grant = tuple[float, str, float]
+EXPIRES, USER, LOGIN = 0, 1, 2
 
 # ---------------------------------------------------------------- helpers ---
 
@@ -445,8 +447,8 @@ def read_token(path: str) -> bytes:
 # ---------------------------------------------------------------- journal ---
 
 def grant_line(ip: str, g: Grant) -> bytes:
-    return (f'{{"op":"grant","ip":"{ip}","user":{json.dumps(g.user)},'
-            f'"login":{g.login!r},"expires":{g.expires!r}}}\n').encode()
+    return (f'{{"op":"grant","ip":"{ip}","user":{json.dumps(g[USER])},'
+            f'"login":{g[LOGIN]!r},"expires":{g[EXPIRES]!r}}}\n').encode()
 
 
 class JournalError(Exception):
@@ -548,7 +550,7 @@ class Journal:
         try:
             grants = iter(items)
             while batch := list(itertools.islice(grants, COMPACT_CHUNK)):
-                lines = [grant_line(ip, g) for ip, g in batch if now < g.expires]
+                lines = [grant_line(ip, g) for ip, g in batch if now < g[EXPIRES]]
                 _write_all(fd, b"".join(lines))
                 kept += len(lines)
                 yield None
@@ -623,11 +625,11 @@ class GrantStore:
 
     def lookup(self, ip: str) -> Grant | None:
         g = self.grants.get(ip)
-        return g if g is not None and self.clock() < g.expires else None
+        return g if g is not None and self.clock() < g[EXPIRES] else None
 
     def valid(self) -> list[tuple[str, Grant]]:
         now = self.clock()
-        return [(ip, g) for ip, g in self.grants.items() if now < g.expires]
+        return [(ip, g) for ip, g in self.grants.items() if now < g[EXPIRES]]
 
     def _journal(self, rec: dict[str, Any] | bytes, durable: bool) -> None:
         if self.journal is None:
@@ -649,19 +651,19 @@ class GrantStore:
                 event_limited("grant-refused", reason="max-grants", user=user, ip=ip, source=source)
                 return None
         now = self.clock()
-        g = Grant(now + self.ttl, sys.intern(user[:MAX_USER]), now)
+        g = (now + self.ttl, sys.intern(user[:MAX_USER]), now)  # (EXPIRES, USER, LOGIN)
         self._journal(grant_line(ip, g), durable)
         self.grants.pop(ip, None)  # re-insert at the end: keeps expiry order
         self.grants[ip] = g
-        event("grant", user=g.user, ip=ip, expires=iso(g.expires), source=source)
-        return g.expires
+        event("grant", user=g[USER], ip=ip, expires=iso(g[EXPIRES]), source=source)
+        return g[EXPIRES]
 
     def revoke(self, ip: str, source: str = "admin") -> bool:
         """Withdraw ip's grant, durably first (raises JournalError otherwise)."""
         was_valid = self.lookup(ip) is not None
         if ip in self.grants:
             self._journal({"op": "revoke", "ip": ip, "at": self.clock()}, durable=True)
-            event("revoke", ip=ip, user=self.grants.pop(ip).user, source=source)
+            event("revoke", ip=ip, user=self.grants.pop(ip)[USER], source=source)
         return was_valid
 
     def flush(self, source: str = "admin") -> int:
@@ -677,11 +679,11 @@ class GrantStore:
         now = self.clock()
         expired = []
         for ip, g in self.grants.items():
-            if now < g.expires or len(expired) >= limit:
+            if now < g[EXPIRES] or len(expired) >= limit:
                 break
             expired.append(ip)
         for ip in expired:
-            event("expired", ip=ip, user=self.grants.pop(ip).user)
+            event("expired", ip=ip, user=self.grants.pop(ip)[USER])
         return len(expired)
 
     def restore(self) -> int:
@@ -706,14 +708,14 @@ class GrantStore:
                 exp = min(float(exp), min(float(login), now) + self.ttl)  # min(login, now): clock went back
                 state.pop(ip, None)
                 if now < exp:
-                    state[ip] = Grant(exp, sys.intern(user[:MAX_USER]), float(login))
+                    state[ip] = (exp, sys.intern(user[:MAX_USER]), float(login))  # (EXPIRES, USER, LOGIN)
             else:
                 bad[0] += 1
         if bad[0]:
             event("journal-skipped", lines=bad[0], path=self.journal.path)
         for ip in [ip for ip in state if self.never_authorized(ip)]:
-            event("grant-refused", reason="never-authorize", user=state.pop(ip).user, ip=ip, source="journal")
-        order = sorted(state, key=lambda ip: state[ip].expires)  # references only: no pair per grant
+            event("grant-refused", reason="never-authorize", user=state.pop(ip)[USER], ip=ip, source="journal")
+        order = sorted(state, key=lambda ip: state[ip][EXPIRES])  # references only: no pair per grant
         if len(order) > self.max_grants:  # keep the longest-lived
             event("grant-refused", reason="max-grants", grants=len(order) - self.max_grants, source="journal")
             del order[:len(order) - self.max_grants]
@@ -891,14 +893,14 @@ class Daemon:
         if ip is None:
             return DUNNO
         g = self.store.grants.get(ip)
-        if g is None or now >= g.expires:
+        if g is None or now >= g[EXPIRES]:
             return DUNNO
         self.permitted += 1
         instance = _attr(req, b"instance=") or b""
         seen = self._relay_seen.get(ip, ())
         if instance not in seen:
             self._relay_seen[ip] = (seen + (instance,))[-8:]
-            event("relay-permitted", ip=ip, user=g.user, sender=_text(_attr(req, b"sender=")),
+            event("relay-permitted", ip=ip, user=g[USER], sender=_text(_attr(req, b"sender=")),
                   recipient=_text(_attr(req, b"recipient=")), instance=_text(instance))
         return OK
 
@@ -972,8 +974,8 @@ class Daemon:
     def _admin_list(self, req: dict[str, Any]) -> dict[str, Any]:
         now = self.clock()
         return {"ok": True, "now": now, "grants": [
-            {"ip": ip, "user": g.user, "login": g.login, "expires": g.expires,
-             "seconds_left": int(g.expires - now)}
+            {"ip": ip, "user": g[USER], "login": g[LOGIN], "expires": g[EXPIRES],
+             "seconds_left": int(g[EXPIRES] - now)}
             for ip, g in self.store.valid()]}
 
     def _admin_stats(self, req: dict[str, Any]) -> dict[str, Any]:
