@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import io
 import json
@@ -201,6 +202,12 @@ def test_persistence_keeps_original_expiry_and_drops_expired(tmp_path):
     s2 = store(tmp_path, clock)
     assert list(s2.grants) == ["2001:db8::1"]
     assert s2.grants["2001:db8::1"] == (T0 + 1500, "new", T0 + 600)
+    g = s2.grants["2001:db8::1"]
+    assert (g[pbs.EXPIRES], g[pbs.USER], g[pbs.LOGIN]) == (T0 + 1500, "new", T0 + 600)
+    # exact tuples of floats and a str: the collector stops tracking them (a large live set costs it nothing)
+    assert type(g) is tuple and type(s.grants["2001:db8::1"]) is tuple
+    gc.collect()
+    assert not gc.is_tracked(g)
     s2.journal.close()
     clock.t = T0 + 1499  # another restart must not extend it
     s3 = store(tmp_path, clock, ttl=3600)
@@ -304,6 +311,66 @@ def test_journal_compaction_runs_when_grown_and_keeps_concurrent_appends(tmp_pat
     s2 = store(tmp_path, clock)
     assert "192.0.2.200" in s2.grants and "198.18.10.0" not in s2.grants
     assert len(s2.grants) == 2501
+
+
+def test_both_compactions_write_the_same_file_and_the_async_one_lets_the_loop_run(tmp_path):
+    clock = Clock()
+    s = store(tmp_path, clock)
+    n = 5 * pbs.COMPACT_CHUNK + 3
+    for i in range(n):
+        s.grant(f"198.18.{i // 256}.{i % 256}", f"u{i % 7}", "dovecot")
+    journal = Path(s.journal.path)
+    s.journal.compact(s.grants)
+    blocking = journal.read_bytes()
+    assert len(blocking.splitlines()) == n == s.journal.lines
+
+    async def compact_counting_loop_turns():
+        turns = 0
+
+        async def ticker():
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = turns
+        await s.compact()
+        task.cancel()
+        return turns - before
+
+    assert asyncio.run(compact_counting_loop_turns()) >= n // pbs.COMPACT_CHUNK  # a turn between chunks at least
+    assert journal.read_bytes() == blocking and s.journal.lines == n
+    clock.t = T0 + 900  # all expired: the async compaction keeps only what is valid
+    asyncio.run(s.compact())
+    assert journal.read_bytes() == b"" and s.journal.lines == 0
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_failed_compaction_keeps_the_old_journal_and_leaves_no_temp_file(tmp_path, monkeypatch, mode):
+    clock = Clock()
+    s = store(tmp_path, clock)
+    for i in range(3):
+        s.grant("192.0.2.1", "alice", "dovecot")
+    journal = Path(s.journal.path)
+    before = journal.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(pbs.os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        if mode == "blocking":
+            s.journal.compact(s.grants)
+        else:
+            asyncio.run(s.compact())
+    monkeypatch.undo()
+    assert journal.read_bytes() == before and s.journal.lines == 3
+    assert not journal.with_suffix(".journal.tmp").exists()
+    s.grant("192.0.2.2", "bob", "dovecot")  # still appends to the old file, no carry-over left behind
+    assert s.journal._pending is None
+    assert len(journal.read_bytes().splitlines()) == 4
 
 
 def test_config_file_flags_and_validation(tmp_path):
@@ -485,6 +552,14 @@ def test_report_grants_only_successful_pop3_logins(tmp_path, logbuf, fields, gra
     assert len(grants) == (1 if granted else 0)
 
 
+def test_report_of_a_login_a_policy_check_refused_grants_nothing(tmp_path, logbuf):
+    d = pbs.Daemon(make_config(tmp_path), TOKEN, Clock())
+    doc = json.loads(report_body())
+    assert d.handle_report(dict(doc, policy_reject=True)) == "policy-reject"
+    assert d.store.grants == {}
+    assert d.handle_report(doc) == "granted" and list(d.store.grants) == ["192.0.2.7"]
+
+
 @pytest.mark.parametrize("token", [None, b"wrong", b"s3cret-toke", b"s3cret-token2", b""])
 def test_report_with_bad_token_is_forbidden(tmp_path, logbuf, token):
     async def scenario():
@@ -496,11 +571,13 @@ def test_report_with_bad_token_is_forbidden(tmp_path, logbuf, token):
     assert "report-refused reason=bad-token peer=127.0.0.1:" in logbuf.getvalue()
 
 
-def test_report_allow_command_and_errors(tmp_path, logbuf):
+def test_report_only_command_and_errors(tmp_path, logbuf):
     async def scenario():
         async with running(tmp_path, Clock()) as d:
             port = d.port("report")
-            assert (await http_exchange(port, http_post(report_body(), command="allow")))[0] == 200
+            # Dovecot's policy check (command=allow) is never asked for: refused, grants nothing
+            status, _, body = await http_exchange(port, http_post(report_body(), command="allow"))
+            assert (status, body) == (400, b'{"error":"unknown command"}')
             assert (await http_exchange(port, http_post(b"{not json", command="report")))[0] == 400
             assert (await http_exchange(port, http_post(b"[1,2]", command="report")))[0] == 400
             assert (await http_exchange(port, http_post(b"[" * 60000, command="report")))[0] == 400
@@ -610,6 +687,37 @@ def test_admin_socket_protocol_and_permissions(tmp_path, logbuf):
     assert "grant user=admin ip=192.0.2.8" in out
     assert "revoke ip=192.0.2.7 user=helpdesk source=admin" in out
     assert "flush grants=1 source=admin" in out
+
+
+def test_admin_stats_on_the_socket_and_the_cli(tmp_path, logbuf, capsys):
+    async def scenario():
+        async with running(tmp_path, Clock()) as d:
+            status, _, _ = await http_exchange(d.port("report"), http_post(report_body()))
+            assert status == 200
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("policy"))
+            writer.write(policy_request("192.0.2.7") + policy_request("192.0.2.8"))
+            assert await read_replies(reader, 2) == [b"action=OK\n\n", b"action=DUNNO\n\n"]
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(None, pbs.admin_call, d.cfg.admin_socket, {"cmd": "stats"})
+            code = await loop.run_in_executor(None, pbs.main, ["stats", "--admin-socket", d.cfg.admin_socket])
+            writer.close()
+            return reply, code
+
+    reply, code = asyncio.run(scenario())
+    assert reply == {"ok": True, "pid": os.getpid(), "grants": 1, "decisions": 2, "permitted": 1, "reports": 1,
+                     "connections": {"policy": 1, "report": 0, "admin": 1}}
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0 and printed.pop("connections").keys() == {"policy", "report", "admin"}
+    assert printed == {k: v for k, v in reply.items() if k not in ("ok", "connections")}
+
+
+def test_unknown_admin_commands_are_named_with_the_known_ones(tmp_path):
+    d = pbs.Daemon(make_config(tmp_path), TOKEN, Clock())
+    errors = [d.handle_admin(json.dumps(req).encode())
+              for req in ({"cmd": "rm -rf"}, {"cmd": ["list"]}, {}, {"cmd": "allow"})]
+    known = "known: flush, grant, list, revoke, stats"
+    assert errors == [{"ok": False, "error": f"unknown command {text}; {known}"}
+                      for text in ('"rm -rf"', "['list']", "None", "allow")]
 
 
 def test_admin_cli_end_to_end(tmp_path, logbuf, capsys):
