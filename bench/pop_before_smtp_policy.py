@@ -135,8 +135,10 @@ def load_via_http(addr: tuple[str, int], token: str, n: int, batch: int = 500) -
         for start in range(0, n, batch):
             reqs = []
             for i in range(start, min(n, start + batch)):
-                body = json.dumps({"login": f"user{i}@example.org", "policy_reject": False, "protocol": "pop3",
-                                   "remote": granted_ip(i), "success": True, "tls": True}).encode()
+                # As Dovecot sends it: the account (%{user}) is what the daemon grants for.
+                body = json.dumps({"login": f"user{i}@example.org", "account": f"user{i}", "policy_reject": False,
+                                   "protocol": "pop3", "remote": granted_ip(i), "success": True,
+                                   "tls": True}).encode()
                 reqs.append(b"POST /?command=report HTTP/1.1\r\nHost: %s\r\nX-API-Key: %s\r\n"
                             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                             % (addr[0].encode(), token.encode(), len(body), body))
@@ -355,6 +357,8 @@ def main() -> int:
         if proc or args.load_via == "admin":
             stats = admin_lines(args.admin_socket, [{"cmd": "stats"}])[0]
             print(f"daemon reports {stats['grants']} grants in memory")
+            if stats["grants"] != loaded:
+                sys.exit(f"bench: {loaded} loads accepted but {stats['grants']} grants held; figures would be wrong")
         pool = build_pool(args.grants, args.granted_ratio)
         print(f"request: {pool[0][0].count(b'=')} attributes, {len(pool[0][0])} bytes; "
               f"{args.granted_ratio:.0%} granted client addresses, {len(pool)} distinct requests")
