@@ -88,6 +88,11 @@ def test_member_reads_the_archived_thread(session, thread):
     # The thread: the post and the reply (subject prefixed by the list).
     assert [s for s in session.subjects() if thread["subject"] in s] == [
         f"[sales] {thread['subject']}", f"[sales] Re: {thread['subject']}"]
+    # ... as one thread: the reply is the post's child in Roundcube's list,
+    # not a thread of its own that happens to be listed after it
+    # (docs/DESIGN.md, WebMail: "Threads").
+    parents = session.thread_parents()
+    assert parents[f"[sales] Re: {thread['subject']}"] == f"[sales] {thread['subject']}", parents
     assert thread["body"] in session.read(f"[sales] {thread['subject']}")
 
 
