@@ -346,8 +346,10 @@ def main(argv=None):
     smtp.add_argument("--subject", default="mailprobe")
     smtp.add_argument("--body", default="Sent by mailprobe.")
     smtp.add_argument("--size", type=int, default=0, help="pad the body to about N bytes")
-    smtp.add_argument("--header", action="append", default=[], help='extra header line "Name: value" (replaces mailprobe\'s own From/To/Subject/Message-ID)')
-    smtp.add_argument("--omit-header", action="append", default=[], help="leave out mailprobe's own header (From, To, Subject, Message-ID)")
+    smtp.add_argument("--header", action="append", default=[],
+                      help='extra header line "Name: value"; replaces mailprobe\'s own header of that name')
+    smtp.add_argument("--omit-header", action="append", default=[],
+                      help="leave out mailprobe's own header (From, To, Subject, Message-ID)")
     smtp.add_argument("--starttls", action="store_true")
     smtp.add_argument("--no-data", action="store_true")
 
