@@ -58,17 +58,27 @@ def _reply(code_msg):
 
 
 def _message(mail_from, to, subject, body="Sent by mailprobe.", size=0, extra_headers=(), omit=()):
+    """The message's bytes: mailprobe's own From, To, Subject and Message-ID
+    (less those in `omit`), then `extra_headers`. An extra header of the same
+    name replaces mailprobe's own (case-insensitive), as `swaks --header`
+    does: a post given a Message-ID has that one, not a second one after
+    mailprobe's (Dovecot threads by the first)."""
     if size:
         line = "x" * 76 + "\r\n"
         body += "\r\n" + line * (size // len(line) + 1)
-    headers = [
+    defaults = [
         f"From: <{mail_from}>",
         f"To: <{to}>",
         f"Subject: {subject}",
         f"Message-ID: <{time.time_ns()}@mailprobe.test>",
-        *extra_headers,
     ]
-    headers = [h for h in headers if h.split(":", 1)[0] not in omit]
+
+    def name(header):
+        return header.split(":", 1)[0].strip().lower()
+
+    given = {name(h) for h in extra_headers}
+    dropped = given | {h.lower() for h in omit}
+    headers = [h for h in defaults if name(h) not in dropped] + list(extra_headers)
     return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode()
 
 
@@ -336,8 +346,10 @@ def main(argv=None):
     smtp.add_argument("--subject", default="mailprobe")
     smtp.add_argument("--body", default="Sent by mailprobe.")
     smtp.add_argument("--size", type=int, default=0, help="pad the body to about N bytes")
-    smtp.add_argument("--header", action="append", default=[], help='extra header line "Name: value"')
-    smtp.add_argument("--omit-header", action="append", default=[], help="leave out this header (From, To...)")
+    smtp.add_argument("--header", action="append", default=[],
+                      help='extra header line "Name: value"; replaces mailprobe\'s own header of that name')
+    smtp.add_argument("--omit-header", action="append", default=[],
+                      help="leave out mailprobe's own header (From, To, Subject, Message-ID)")
     smtp.add_argument("--starttls", action="store_true")
     smtp.add_argument("--no-data", action="store_true")
 

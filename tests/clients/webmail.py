@@ -100,6 +100,17 @@ class WebMail:
     def subjects(self):
         return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, "#messagelist td.subject span.subject")]
 
+    def thread_parents(self):
+        """{subject: subject of its parent in the thread, or None for a thread's
+        first message} for the listed messages, from Roundcube's own list
+        (rcmail.message_list.rows), collapsed threads included."""
+        rows = self.driver.execute_script(
+            "var out = {}, rows = rcmail.message_list.rows;"
+            " for (var uid in rows) out[uid] = [$(rows[uid].obj).find('td.subject span.subject').text().trim(),"
+            " rows[uid].parent_uid ? String(rows[uid].parent_uid) : null];"
+            " return out;")
+        return {subject: rows[parent][0] if parent in rows else None for subject, parent in rows.values()}
+
     def read(self, subject):
         """Open the message with `subject` in the preview; return its body text."""
         rows = self.driver.find_elements(By.CSS_SELECTOR, "#messagelist tbody tr")

@@ -60,9 +60,8 @@ def thread(probe):
     reply = probe.send(f"sales@{DOMAIN}", "--header", f"Message-ID: {first}", "--body", body,
                        mail_from=f"alice@{DOMAIN}", subject=subject)
     assert rcpt_codes(reply) == [250], reply
-    # The reply only once the post is filed, as with a person replying: a
-    # reply filed before its parent was once seen listed as a thread of its
-    # own (docs/DESIGN.md, WebMail).
+    # The reply once the post is filed, as a person would reply to it. Not
+    # needed for threading: Dovecot links a reply filed before its parent too.
     assert wait_for(lambda: archived(1), timeout=40), "the post did not reach the sales archive"
     reply = probe.send(f"sales@{DOMAIN}", "--header", f"In-Reply-To: {first}", "--header", f"References: {first}",
                        "--body", "Thanks, I will bring tape.", mail_from=f"alice@{DOMAIN}", subject=f"Re: {subject}")
@@ -89,6 +88,11 @@ def test_member_reads_the_archived_thread(session, thread):
     # The thread: the post and the reply (subject prefixed by the list).
     assert [s for s in session.subjects() if thread["subject"] in s] == [
         f"[sales] {thread['subject']}", f"[sales] Re: {thread['subject']}"]
+    # ... as one thread: the reply is the post's child in Roundcube's list,
+    # not a thread of its own that happens to be listed after it
+    # (docs/DESIGN.md, WebMail: "Threads").
+    parents = session.thread_parents()
+    assert parents[f"[sales] Re: {thread['subject']}"] == f"[sales] {thread['subject']}", parents
     assert thread["body"] in session.read(f"[sales] {thread['subject']}")
 
 
