@@ -278,6 +278,22 @@ def test_archive_on_is_readable_by_members_only(probe, appliance):
     assert not [a for a in subscribers(appliance, "sales") if a.startswith("mlarchive")]
 
 
+def test_a_burst_of_posts_is_all_archived(probe, appliance):
+    # More sent posts in a few seconds than systemd lets a unit start by
+    # default (5 in 10 s): each starts the archive job; none may be left unfiled.
+    tag = unique_subject("burst")
+    for i in range(12):
+        post(probe, "alice", "sales", f"{tag} #{i}")
+
+    def filed():
+        archived = " ".join(subjects(probe.imap("alice", mailbox="Mailing Lists/sales").get("messages", [])))
+        return all(f"{tag} #{i}" in archived for i in range(12))
+
+    assert wait_for(filed, timeout=120), "some posts of the burst were not archived"
+    assert appliance.service("qubemail-list-archive@sales.path").is_running
+    assert wait_for(lambda: not appliance.check_output("ls -A /var/spool/mlmmj/sales/archive"), timeout=20)
+
+
 def test_local_accounts_cannot_file_mail_into_an_archive(probe, appliance):
     # As nobody, to the archive account's addresses through the list engine's
     # loopback listener and through sendmail: the mail goes to the
