@@ -317,6 +317,9 @@ def wait_for_ssh(scenario, timeout=60):
 def run_readme(scenario, log=print):
     """The README's block, then its last command again. Returns the record
     (also written to scenario.record_file)."""
+    if snapshot(scenario)["python3"]:
+        raise RuntimeError(f"{scenario.container} is not a fresh host (it has python3): the README's first run "
+                           "needs one (molecule destroy, then create and prepare)")
     shutil.rmtree(scenario.run_dir, ignore_errors=True)
     (scenario.run_dir / "cp").mkdir(parents=True)
     wait_for_ssh(scenario)
