@@ -304,7 +304,7 @@ def wait_for_ssh(scenario, timeout=60):
     """The host key, as `ssh-keyscan` gives it, in this run's known_hosts."""
     deadline = time.monotonic() + timeout
     while True:
-        scan = subprocess.run(["ssh-keyscan", "-T", "5", "-t", "ed25519", scenario.address],
+        scan = subprocess.run(["ssh-keyscan", "-T", "5", scenario.address],
                               capture_output=True, text=True)
         if scan.stdout.strip():
             scenario.known_hosts.write_text(scan.stdout)
