@@ -9,7 +9,7 @@ from conftest import command, readme
 
 # What the example's placeholders look like: none may reach the playbook.
 PLACEHOLDER = re.compile(r"example\.(com|org|net)|\.example\b|192\.0\.2\.|198\.51\.100\.|203\.0\.113\."
-                         r"|change-me-and-vault-me|\$6\$qubeexample2026\$")
+                         r"|2001:db8:|change-me-and-vault-me|\$6\$qubeexample2026\$")
 BECOME_AND_VAULT = ["BECOME password:", "Vault password:"]
 
 
