@@ -40,6 +40,7 @@ unit:
 molecule:
 	molecule test --no-command-borders -s default
 	molecule test --no-command-borders -s lists
+	molecule test --no-command-borders -s ssh
 
 bench: setup
 	@python3 bench/pop_before_smtp_hostile.py
