@@ -12,7 +12,7 @@ import contextlib
 import shutil
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -48,6 +48,7 @@ class WebMail:
     def __init__(self, driver, url, timeout=30):
         self.driver = driver
         self.url = url
+        self.timeout = timeout
         # Pages replace their elements while loading: look again.
         self.wait = WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException])
 
@@ -132,7 +133,16 @@ class WebMail:
         self.driver.find_element(By.ID, "composebody").send_keys(body)
         self.driver.find_element(By.CSS_SELECTOR, "button.send").click()
         status = (By.CSS_SELECTOR, "#messagestack .confirmation, #messagestack .error")
-        return self.wait.until(EC.visibility_of_element_located(status)).text
+        shown = self.wait.until(EC.visibility_of_element_located(status))
+        text = shown.text
+        if "confirmation" in (shown.get_attribute("class") or ""):
+            # Once sent, Roundcube leaves the compose page by itself, 500 ms
+            # later (app.js sent_successfully). Wait for that, or the next
+            # page this session opens (another compose) is replaced by it.
+            WebDriverWait(self.driver, self.timeout, ignored_exceptions=[WebDriverException]).until(
+                lambda d: d.execute_script("return document.readyState == 'complete' && window.rcmail"
+                                           " && rcmail.env.action != 'compose' && !rcmail.busy"))
+        return text
 
     def logged_out(self):
         return bool(self.driver.find_elements(By.ID, "rcmloginuser"))
