@@ -1,15 +1,9 @@
 """qubemail_placeholders (the example's values refused) and
 qubemail_validation_errors (every failed validation stops site.yml)."""
 
-import importlib.util
-import pathlib
-
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("qubemail_filters", ROOT / "filter_plugins" / "qubemail.py")
-qf = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(qf)
+from test_filter_qubemail import qf
 
 
 def refused(settings):
