@@ -1,5 +1,4 @@
-"""qubemail_placeholders (the example's values refused) and
-qubemail_validation_errors (every failed validation stops site.yml)."""
+"""qubemail_placeholders: the example's values refused."""
 
 import pytest
 
@@ -53,29 +52,3 @@ def test_every_string_at_any_depth_is_checked_and_secrets_are_not_shown():
 def test_not_a_dict_is_a_usage_error():
     with pytest.raises(qf.AnsibleFilterError, match="expected a dict"):
         qf.qubemail_placeholders(["example.com"])
-
-
-FIELD_ERROR = {"failed": True, "msg": "Task failed: ...: " + qf.ERROR_HEADER + "\n  mta_catch_all = 'x@': bad\n"
-               "  mta_smart_relay_port = 0: bad"}
-
-
-def test_validation_errors_are_the_field_lines_deduplicated():
-    ok = {"changed": False, "ansible_facts": {}}
-    assert qf.qubemail_validation_errors([ok, FIELD_ERROR, FIELD_ERROR]) == [
-        "  mta_catch_all = 'x@': bad", "  mta_smart_relay_port = 0: bad"]
-    assert qf.qubemail_validation_errors([ok, {"skipped": True}]) == []
-
-
-@pytest.mark.parametrize("msg", [
-    "Task failed: Finalization of task args for 'ansible.builtin.set_fact' failed: 'nosuchvar' is undefined",
-    "Attempting to decrypt but no vault secrets found",
-    "",
-])
-def test_a_failure_without_field_lines_still_stops_the_play(msg):
-    [line] = qf.qubemail_validation_errors([{"failed": True, "msg": msg}])
-    assert line.startswith("  ") and (msg[:40] in line if msg else "without a message" in line)
-
-
-def test_a_long_raw_message_is_cut():
-    [line] = qf.qubemail_validation_errors([{"failed": True, "msg": "x\n " * 5000}])
-    assert len(line) <= qf.MAX_RAW_ERROR + 2 and line.endswith("...")

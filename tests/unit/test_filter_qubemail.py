@@ -1,24 +1,39 @@
-"""Unit tests for filter_plugins/qubemail.py.
+"""Unit tests for the filters in filter_plugins/ (one namespace, see conftest).
 
-The plugin is loaded from its path relative to this file, so the tests need
-no Ansible configuration.  Every error test checks that the reported line
+The plugins are loaded from their paths relative to this file, so the tests
+need no Ansible configuration.  Settings given to a role's filter are the
+role defaults (from the argument specs) updated with the test's values.  Every error test checks that the reported line
 names the inventory field and shows the offending value.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
-from pathlib import Path
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-PLUGIN = Path(__file__).resolve().parents[2] / "filter_plugins" / "qubemail.py"
-_spec = importlib.util.spec_from_file_location("qubemail_filter", PLUGIN)
-qf = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(qf)
+from conftest import FILTERS, ROOT, all_filters, load_filter, role_defaults
+
+qf = all_filters()
+DEFAULTS = role_defaults()
+
+
+def mta(settings, base):
+    return qf.qubemail_mta({**DEFAULTS, **settings}, base)
+
+
+def pop_before_smtp(settings):
+    return qf.qubemail_pop_before_smtp({**DEFAULTS, **settings})
+
+
+def webmail(settings):
+    return qf.qubemail_webmail({**DEFAULTS, **settings})
 
 HEADER = "qubemail: invalid inventory:"
 
@@ -75,11 +90,11 @@ def user_errors(*users):
 
 
 def mta_errors(**settings):
-    return error_lines(qf.qubemail_mta, settings, base_ok())
+    return error_lines(qf.qubemail_mta, {**DEFAULTS, **settings}, base_ok())
 
 
 def pop_errors(**settings):
-    return error_lines(qf.qubemail_pop_before_smtp, settings)
+    return error_lines(qf.qubemail_pop_before_smtp, {**DEFAULTS, **settings})
 
 
 def user(**fields):
@@ -92,40 +107,60 @@ def user(**fields):
 # plugin wiring and documentation
 # --------------------------------------------------------------------------
 
-def test_filter_module_exposes_the_nine_filters():
-    assert qf.FilterModule().filters() == {
-        "qubemail_base": qf.qubemail_base,
-        "qubemail_mta": qf.qubemail_mta,
-        "qubemail_pop_before_smtp": qf.qubemail_pop_before_smtp,
-        "qubemail_lists": qf.qubemail_lists,
-        "qubemail_list_acl": qf.qubemail_list_acl,
-        "qubemail_webmail": qf.qubemail_webmail,
-        "qubemail_php_string": qf.qubemail_php_string,
-        "qubemail_placeholders": qf.qubemail_placeholders,
-        "qubemail_validation_errors": qf.qubemail_validation_errors,
-    }
+@pytest.mark.parametrize("path", FILTERS, ids=lambda path: path.stem)
+def test_each_file_is_one_filter_of_its_name_with_its_own_documentation(path):
+    module = load_filter(path.stem)
+    assert list(module.FilterModule().filters()) == [path.stem]
+    assert module.FilterModule().filters()[path.stem] is getattr(module, path.stem)
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert doc["name"] == path.stem and doc["short_description"] and doc["description"]
+    assert yaml.safe_load(module.EXAMPLES)
+    assert "_value" in yaml.safe_load(module.RETURN)
+    assert len(path.read_text().splitlines()) <= 600
 
 
-def test_documentation_strings_are_valid_yaml_and_list_every_reserved_name():
-    doc = yaml.safe_load(qf.DOCUMENTATION)
-    assert doc["name"] == "qubemail"
-    yaml.safe_load(qf.EXAMPLES)
-    yaml.safe_load(qf.RETURN)
+def test_ansible_doc_shows_every_filter():
+    names = [path.stem for path in FILTERS]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    out = subprocess.run([sys.executable, "-m", "ansible.cli.doc", "-t", "filter", "--json", *names],
+                         capture_output=True, text=True, env=env, cwd="/", check=True).stdout
+    docs = json.loads(out)
+    assert sorted(docs) == sorted(names)
+    for name in names:
+        assert docs[name]["doc"]["name"] == name
+
+
+def test_base_documentation_lists_every_reserved_name():
+    doc = load_filter("qubemail_base").DOCUMENTATION
     for name in qf.RESERVED_NAMES:
-        assert "V(%s)" % name in qf.DOCUMENTATION
-    assert "C(systemd-)" in qf.DOCUMENTATION
+        assert "V(%s)" % name in doc
+    assert "C(systemd-)" in doc
 
 
 def test_examples_show_real_messages():
     lines = user_errors(user(aliases=["MAILER-DAEMON"]))
-    assert lines[0].replace("[0]", "[1]", 1) in qf.EXAMPLES
+    assert lines[0].replace("[0]", "[1]", 1) in load_filter("qubemail_base").EXAMPLES
     line = mta_errors(mta_relay_allowed_networks=["192.168.1.7/24"])[0]
-    assert line in qf.EXAMPLES
+    assert line in load_filter("qubemail_mta").EXAMPLES
     base = qf.qubemail_base("mail.example.com", ["example.com"], [user(name="team-join")])
     lines = error_lines(qf.qubemail_lists, [], [{"name": "team"}, {"name": "dev", "subscription": "closd"}], base)
     assert len(lines) == 2
     for line in lines:
-        assert line in qf.EXAMPLES
+        assert line in load_filter("qubemail_lists").EXAMPLES
+
+
+def test_collect_returns_the_errors_as_data_and_the_exception_carries_them():
+    result = qf.qubemail_mta({**DEFAULTS, "mta_catch_all": "nobody-here", "mta_smart_relay_port": 0},
+                             base_ok(), collect=True)
+    assert result["config"] is None
+    assert [(e["field"], e["variable"], e["value"]) for e in result["errors"]] == [
+        ("mta_smart_relay_port", "mta_smart_relay_port", "0"), ("mta_catch_all", "mta_catch_all", "'nobody-here'")]
+    assert result["errors"][0]["line"] == "mta_smart_relay_port = 0: expected an integer from 1 to 65535"
+    with pytest.raises(AnsibleFilterError) as info:
+        qf.qubemail_mta({**DEFAULTS, "mta_catch_all": "nobody-here", "mta_smart_relay_port": 0}, base_ok())
+    assert info.value.errors == result["errors"]
+    assert qf.qubemail_mta(DEFAULTS, base_ok(), collect=True) == {
+        "config": qf.qubemail_mta(DEFAULTS, base_ok()), "errors": []}
 
 
 # --------------------------------------------------------------------------
@@ -421,7 +456,7 @@ MTA_SETTINGS = {
 
 
 def test_mta_normalises_exactly():
-    assert qf.qubemail_mta(MTA_SETTINGS, base_ok()) == {
+    assert mta(MTA_SETTINGS, base_ok()) == {
         "smtp_enabled": True,
         "mynetworks": ["127.0.0.0/8", "[::1]/128", "192.168.1.0/24", "[2001:db8::]/32",
                        "10.0.0.5/32", "[2001:db8:1::]/48"],
@@ -446,12 +481,16 @@ def test_mta_normalises_exactly():
             {"name": "team", "targets": ["alice", "bob", "friend@elsewhere.example"]},
             {"name": "webmaster", "targets": ["postmaster"]},
         ],
+        "relay_policy_services": [],
+        "alias_maps_extra": [],
+        "internal_recipients": [],
+        "main_cf_extra": [],
     }
 
 
 def test_mta_defaults_for_missing_keys():
     base = qf.qubemail_base("mail.example.com", ["example.com"], [])
-    assert qf.qubemail_mta({}, base) == {
+    assert mta({}, base) == {
         "smtp_enabled": True,
         "mynetworks": ["127.0.0.0/8", "[::1]/128"],
         "relayhost": "",
@@ -468,11 +507,15 @@ def test_mta_defaults_for_missing_keys():
             {"name": "postmaster", "targets": ["root"]},
             {"name": "webmaster", "targets": ["postmaster"]},
         ],
+        "relay_policy_services": [],
+        "alias_maps_extra": [],
+        "internal_recipients": [],
+        "main_cf_extra": [],
     }
 
 
 def test_mta_transports_are_sorted_routes():
-    result = qf.qubemail_mta({"mta_transports": {"Partner.example": "smtp:[mx.partner.example]:2525",
+    result = mta({"mta_transports": {"Partner.example": "smtp:[mx.partner.example]:2525",
                                                  "a.example": "relay:[10.0.0.1]"}}, base_ok())
     assert result["transports"] == [["a.example", "relay:[10.0.0.1]"],
                                     ["partner.example", "smtp:[mx.partner.example]:2525"]]
@@ -490,7 +533,7 @@ def test_mta_transport_errors(routes, field, value, fragment):
 
 
 def test_mta_blank_values_mean_off_and_zero_means_unlimited():
-    result = qf.qubemail_mta({
+    result = mta({
         "mta_smtp_enabled": False, "mta_relay_allowed_networks": None, "mta_smart_relay_host": None,
         "mta_max_message_size_kb": 0, "mta_masquerade_domain": None, "mta_catch_all": None,
         "mta_denied_hosts": None, "mta_aliases": None,
@@ -508,19 +551,19 @@ def test_mta_blank_values_mean_off_and_zero_means_unlimited():
 ])
 def test_mta_relayhost(host, port, expected):
     settings = {"mta_smart_relay_host": host, "mta_smart_relay_port": port}
-    assert qf.qubemail_mta(settings, base_ok())["relayhost"] == expected
+    assert mta(settings, base_ok())["relayhost"] == expected
 
 
 @pytest.mark.parametrize("network, expected", [("10.0.0.0/8", "10.0.0.0/8"),
                                                ("2001:db8::/32", "[2001:db8::]/32"),
                                                ("2001:db8::5", "[2001:db8::5]/128")])
 def test_mta_widest_allowed_relay_networks(network, expected):
-    result = qf.qubemail_mta({"mta_relay_allowed_networks": [network]}, base_ok())
+    result = mta({"mta_relay_allowed_networks": [network]}, base_ok())
     assert result["mynetworks"][2:] == [expected]
 
 
 def test_mta_catch_all_address_and_reserved_alias_keys():
-    result = qf.qubemail_mta({"mta_catch_all": "Catch.All@Example.ORG",
+    result = mta({"mta_catch_all": "Catch.All@Example.ORG",
                               "mta_aliases": {"postmaster": ["alice"], "security": ["postmaster"]}},
                              base_ok())
     assert result["catch_all"] == "Catch.All@example.org"
@@ -531,18 +574,20 @@ def test_mta_catch_all_address_and_reserved_alias_keys():
 
 
 def test_mta_root_may_keep_a_copy_of_its_own_mail():
-    result = qf.qubemail_mta({"mta_aliases": {"root": ["root", "alice"]}}, base_ok())
+    result = mta({"mta_aliases": {"root": ["root", "alice"]}}, base_ok())
     assert {"name": "root", "targets": ["root", "alice"]} in result["aliases"]
 
 
 def test_mta_rejects_input_that_is_not_base_output():
     with pytest.raises(AnsibleFilterError, match="output of qubemail_base"):
-        qf.qubemail_mta({}, {"users": [{"login": "x"}]})
+        mta({}, {"users": [{"login": "x"}]})
 
 
-def test_mta_settings_must_be_a_dict():
-    lines = error_lines(qf.qubemail_mta, ["mta_smtp_enabled"], base_ok())
-    assert_reported(lines, "settings", "['mta_smtp_enabled']", "expected a dict")
+def test_mta_settings_must_be_a_dict_of_every_variable():
+    with pytest.raises(AnsibleFilterError, match="expected a dict of the role's variables"):
+        qf.qubemail_mta(["mta_smtp_enabled"], base_ok())
+    with pytest.raises(AnsibleFilterError, match="the settings lack mta_catch_all"):
+        qf.qubemail_mta({k: v for k, v in DEFAULTS.items() if k != "mta_catch_all"}, base_ok())
 
 
 # --------------------------------------------------------------------------
@@ -601,7 +646,7 @@ def test_smart_relay_port_errors(port, fragment):
 
 @pytest.mark.parametrize("size, expected", [(0, 0), ("0", 0), (1, 1024), ("25600", 26214400)])
 def test_max_message_size_zero_is_unlimited(size, expected):
-    assert qf.qubemail_mta({"mta_max_message_size_kb": size}, base_ok())["message_size_limit"] == expected
+    assert mta({"mta_max_message_size_kb": size}, base_ok())["message_size_limit"] == expected
 
 
 @pytest.mark.parametrize("size", ["", None])
@@ -711,7 +756,7 @@ def test_mta_alias_loops_are_reported():
 
 
 def test_mta_alias_loop_with_an_exit_is_fine():
-    result = qf.qubemail_mta({"mta_aliases": {"a": ["b"], "b": ["a", "alice"]}}, base_ok())
+    result = mta({"mta_aliases": {"a": ["b"], "b": ["a", "alice"]}}, base_ok())
     assert {"name": "a", "targets": ["b"]} in result["aliases"]
 
 
@@ -730,14 +775,15 @@ def test_mta_reports_every_error_in_one_message():
 # --------------------------------------------------------------------------
 
 def test_pop_before_smtp_normalises_exactly():
-    assert qf.qubemail_pop_before_smtp({
+    assert pop_before_smtp({
         "pop_before_smtp_enabled": True,
         "pop_before_smtp_ttl": 600,
         "pop_before_smtp_never_authorize": ["0.0.0.0/0", "[2001:db8::]/32", "2001:DB8::/32",
                                             "192.0.2.1", "::/0"],
         "unrelated": 1,
     }) == {"enabled": True, "ttl": 600,
-           "never_authorize": ["0.0.0.0/0", "2001:db8::/32", "192.0.2.1/32", "::/0"]}
+           "never_authorize": ["0.0.0.0/0", "2001:db8::/32", "192.0.2.1/32", "::/0"],
+           "protocols": ["pop3"], "report_listen": "127.0.0.1:10032", "sweep_interval": 30}
 
 
 @pytest.mark.parametrize("enabled, ttl, expected", [
@@ -745,12 +791,13 @@ def test_pop_before_smtp_normalises_exactly():
 ])
 def test_extra_vars_strings_are_taken_as_they_spell(enabled, ttl, expected):
     # `-e pop_before_smtp_enabled=true -e pop_before_smtp_ttl=120` gives strings.
-    result = qf.qubemail_pop_before_smtp({"pop_before_smtp_enabled": enabled, "pop_before_smtp_ttl": ttl})
+    result = pop_before_smtp({"pop_before_smtp_enabled": enabled, "pop_before_smtp_ttl": ttl})
     assert (result["enabled"], result["ttl"]) == expected
 
 
 def test_pop_before_smtp_defaults():
-    assert qf.qubemail_pop_before_smtp({}) == {"enabled": False, "ttl": 900, "never_authorize": []}
+    assert pop_before_smtp({}) == {"enabled": False, "ttl": 900, "never_authorize": [], "protocols": ["pop3"],
+                                   "report_listen": "127.0.0.1:10032", "sweep_interval": 30}
 
 
 @pytest.mark.parametrize("value", ["enabled", 0, None])
@@ -782,8 +829,8 @@ def test_pop_before_smtp_never_authorize_must_be_a_list():
 
 
 def test_pop_before_smtp_settings_must_be_a_dict():
-    lines = error_lines(qf.qubemail_pop_before_smtp, None)
-    assert_reported(lines, "settings", "None", "expected a dict")
+    with pytest.raises(AnsibleFilterError, match="qubemail_pop_before_smtp: expected a dict"):
+        qf.qubemail_pop_before_smtp(None)
 
 
 # --------------------------------------------------------------------------
@@ -1355,7 +1402,7 @@ def test_examples_describe_real_list_output():
                                [{"name": "friends", "members": ["alice", "Pal@Elsewhere.NET", "sales@example.org"],
                                  "reply_to_list": "yes"}], base)
     example = yaml.safe_load("\n".join(
-        line[3:] for line in qf.EXAMPLES.splitlines()
+        line[3:] for line in load_filter("qubemail_lists").EXAMPLES.splitlines()
         if line.startswith("#   - {name: friends") or line.startswith("#      ")).replace("...]}", "]}"))
     friends = dict(result[0], aliases=result[0]["aliases"][:2])
     assert example == [friends]
@@ -1369,25 +1416,26 @@ def test_examples_describe_real_list_output():
 # --------------------------------------------------------------------------
 
 def webmail_errors(**settings):
-    return error_lines(qf.qubemail_webmail, settings)
+    return error_lines(qf.qubemail_webmail, {**DEFAULTS, **settings})
 
 
 def test_webmail_defaults_are_off_and_local():
-    assert qf.qubemail_webmail({}) == {
+    assert webmail({}) == {
         "enabled": False, "https_port": 443, "http_port": 80, "hsts_max_age": 63072000,
         "product_name": "Qube WebMail", "language": "en_US", "session_lifetime": 30, "max_upload_mb": 10,
-        "imap_host": "127.0.0.1:143", "smtp_host": "127.0.0.1:25",
+        "imap_host": "127.0.0.1:143", "imap_starttls": False, "smtp_host": "127.0.0.1:25",
+        "max_message_size": "14M",
     }
 
 
 def test_webmail_accepts_extra_vars_strings():
     # `-e webmail_enabled=true -e webmail_https_port=8443` gives strings.
-    result = qf.qubemail_webmail({"webmail_enabled": "true", "webmail_https_port": "8443", "webmail_http_port": "0"})
+    result = webmail({"webmail_enabled": "true", "webmail_https_port": "8443", "webmail_http_port": "0"})
     assert (result["enabled"], result["https_port"], result["http_port"]) == (True, 8443, 0)
 
 
 def test_webmail_uses_starttls_when_dovecot_refuses_plaintext_on_loopback():
-    assert qf.qubemail_webmail({"pop_plaintext_auth_from_loopback": False})["imap_host"] == "tls://127.0.0.1:143"
+    assert webmail({"pop_plaintext_auth_from_loopback": False})["imap_host"] == "tls://127.0.0.1:143"
 
 
 @pytest.mark.parametrize("port", [25, 110, 143, 993, 995, 10025, 10031, 10032])
@@ -1398,8 +1446,8 @@ def test_webmail_ports_leave_the_mail_services_alone(port):
 
 
 def test_webmail_port_check_follows_the_loopback_listener():
-    assert qf.qubemail_webmail({"mta_loopback_port": 0, "webmail_https_port": 10025})["https_port"] == 10025
-    assert qf.qubemail_webmail({"mta_loopback_port": 0, "webmail_http_port": 0})["http_port"] == 0
+    assert webmail({"mta_loopback_port": 0, "webmail_https_port": 10025})["https_port"] == 10025
+    assert webmail({"mta_loopback_port": 0, "webmail_http_port": 0})["http_port"] == 0
     assert webmail_errors(mta_loopback_port=8443, webmail_https_port=8443)[0].startswith("webmail_https_port = 8443")
 
 

@@ -1,20 +1,20 @@
 """The inventories we ship (example, demo, molecule scenarios) pass the same
 validation the playbook runs first, so the documented settings stay valid."""
 
-import importlib.util
-import pathlib
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("qubemail_filters", ROOT / "filter_plugins" / "qubemail.py")
-qf = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(qf)
+from conftest import ROOT, load_filter
+
+qf = load_filter("qubemail_placeholders")
 
 INVENTORIES = ["inventory/example/group_vars/qubemail", "inventory/demo/group_vars/qubemail.yml",
-               "molecule/lists/group_vars/qubemail.yml"]
+               "molecule/lists/group_vars/qubemail.yml", "molecule/default/molecule.yml"]
 
 
 def load(path):
@@ -22,6 +22,9 @@ def load(path):
     "{{ vault_... }}" references resolved from them (as Ansible would)."""
     path = ROOT / path
     variables = {}
+    if path.name == "molecule.yml":  # the scenario's inline inventory; molecule reads $$ as $
+        inline = yaml.safe_load(path.read_text())["provisioner"]["inventory"]["group_vars"]["qubemail"]
+        return yaml.safe_load(yaml.safe_dump(inline).replace("$$", "$"))
     for part in sorted(path.glob("*.yml")) if path.is_dir() else [path]:
         variables.update(yaml.safe_load(part.read_text()))
 
@@ -36,22 +39,46 @@ def load(path):
     return resolve(variables)
 
 
-def prefixed(variables, prefix):
-    return {key: value for key, value in variables.items() if key.startswith(prefix)}
+def validate(tmp_path, variables, *extra):
+    """Run site.yml's validation (``--tags validate``: nothing else runs) on
+    this machine with *variables* as the group's; return (rc, output)."""
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text(yaml.safe_dump({"qubemail": {"hosts": {"mail.qube.test": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    (inventory / "group_vars" / "qubemail.yml").write_text(yaml.safe_dump(variables))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    run = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", str(inventory),
+                          str(ROOT / "playbooks" / "site.yml"), "--tags", "validate", "-e", "ansible_become=false",
+                          *extra], capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
+    return run.returncode, run.stdout + run.stderr
 
 
-@pytest.mark.parametrize("path", INVENTORIES)
-def test_shipped_inventory_is_valid(path):
-    variables = load(path)
-    base = qf.qubemail_base(variables["qubemail_hostname"], variables["qubemail_domains"],
-                            variables["qubemail_users"])
-    qf.qubemail_mta(prefixed(variables, "mta_"), base)
-    qf.qubemail_pop_before_smtp(prefixed(variables, "pop_before_smtp_"))
-    qf.qubemail_webmail(prefixed(variables, "webmail_"))
-    lists = qf.qubemail_lists(variables.get("qubemail_groups", []), variables.get("qubemail_lists", []),
-                              base, variables.get("mta_aliases"))
-    # Every group has its list.
-    assert {g["name"] for g in variables.get("qubemail_groups", [])} <= {entry["name"] for entry in lists}
+@pytest.mark.parametrize("path", INVENTORIES[1:])
+def test_shipped_inventory_passes_the_plays_validation(tmp_path, path):
+    rc, out = validate(tmp_path, load(path))
+    assert rc == 0, out
+    assert "Stop before any change if the inventory has errors" in out and "failed=0" in out
+
+
+def test_the_play_reports_every_bad_field_and_misspelt_name_before_any_role_runs(tmp_path):
+    rc, out = validate(tmp_path, load("molecule/lists/group_vars/qubemail.yml"),
+                       "-e", "mta_relay_alowed_networks=[]", "-e", "pop_before_smtp_sweep_interval=0",
+                       "-e", "pop_tls_min_protocol=TLSv1.1", "-e", "webmail_https_port=25",
+                       "-e", "lists_archive_dir=relative", "-e", '{"qubemail_tls_dir": "/etc/qubemail/my tls"}')
+    assert rc != 0
+    message = out[out.index("qubemail: invalid inventory, nothing was changed:"):]
+    for line in ("mta_relay_alowed_networks: is not a variable of any qubemail role "
+                 "(did you mean 'mta_relay_allowed_networks'?)",
+                 "pop_before_smtp_sweep_interval = '0': expected an integer from 1 to 86399 (seconds)",
+                 "pop_tls_min_protocol = 'TLSv1.1': expected a string, one of 'TLSv1.2', 'TLSv1.3'",
+                 "webmail_https_port = '25': is a port of the mail services",
+                 "lists_archive_dir = 'relative': expected an absolute path",
+                 "qubemail_tls_dir = '/etc/qubemail/my tls': expected an absolute path"):
+        assert line in message, out
+    # One error per field: the spec check's, not the role filter's again.
+    assert message.split("Origin:")[0].count("pop_tls_min_protocol") == 1
+    assert "Validating arguments against arg spec" not in out
 
 
 def test_example_inventory_placeholders_are_all_refused():
@@ -63,6 +90,8 @@ def test_example_inventory_placeholders_are_all_refused():
     [host] = hosts["qubemail"]["hosts"].values()
     with pytest.raises(qf.AnsibleFilterError) as error:
         qf.qubemail_placeholders({**variables, "ansible_host": host["ansible_host"]})
+    assert {e["field"] for e in error.value.errors} == {line.split(" = ")[0].strip()
+                                                         for line in str(error.value).splitlines()[1:]}
     fields = {line.split(" = ")[0].strip() for line in str(error.value).splitlines()[1:]}
     assert fields == {"ansible_host", "qubemail_hostname", "qubemail_domains[0]", "qubemail_domains[1]",
                       "qubemail_users[0].password_hash", "qubemail_users[1].password",

@@ -40,6 +40,20 @@ CASES = {
     "webmail": ({"qubemail_users": [{"name": "alice", "password": "pw"}],
                  "webmail_enabled": True, "webmail_https_port": 25, "webmail_language": "English"},
                 ["webmail_https_port = 25", "webmail_language = 'English'"]),
+    # One bad value for each role, and a misspelt name: all reported, by the
+    # checks that run before any role (argument specs and the roles' filters).
+    "every role": ({"qubemail_tls_dir": "etc/qubemail/tls", "mta_main_cf_extra": {"mynetworks": "0.0.0.0/0"},
+                    "pop_tls_min_protocol": "TLSv1.1", "pop_before_smtp_sweep_interval": 0,
+                    "lists_spool": "/var/spool/my lists", "webmail_session_lifetime": 0,
+                    "mta_relay_alowed_networks": ["10.0.0.0/8"]},
+                   ["qubemail_tls_dir = 'etc/qubemail/tls': expected an absolute path",
+                    "mta_main_cf_extra['mynetworks'] = 'mynetworks': is set by the role itself",
+                    "pop_tls_min_protocol = 'TLSv1.1': expected a string, one of 'TLSv1.2', 'TLSv1.3'",
+                    "pop_before_smtp_sweep_interval = 0: expected an integer from 1 to 86399 (seconds)",
+                    "lists_spool = '/var/spool/my lists': expected an absolute path",
+                    "webmail_session_lifetime = 0: expected an integer from 1 to 1440 (minutes)",
+                    "mta_relay_alowed_networks: is not a variable of any qubemail role "
+                    "(did you mean 'mta_relay_allowed_networks'?)"]),
     # The example inventory's placeholders left in place.
     "placeholders": ({"qubemail_users": [{"name": "alice", "password": "change-me-and-vault-me"}],
                       "qubemail_domains": ["qube.test", "example.org"],
