@@ -114,3 +114,20 @@ def test_defaults_render_jinja_and_nested_values():
     assert yaml.safe_load(text) == {"x_host": "{{ qubemail_hostname }}", "x_map": {"a": [1, "b c"], "e": ""}}
     assert 'x_host: "{{ qubemail_hostname }}"\n' in text
     assert "# Map. More.\nx_map:\n  a:\n    - 1\n    - b c\n  e: \"\"\n" in text
+
+
+# The example sets this to what every role's default is too: a placeholder the
+# playbook refuses, there so that the admin sees it must be replaced.
+RESTATED_ON_PURPOSE = {"qubemail_hostname"}
+
+
+@pytest.mark.parametrize("path", ["inventory/example/group_vars/qubemail/settings.yml",
+                                  "inventory/demo/group_vars/qubemail.yml"])
+def test_shipped_inventories_do_not_restate_defaults(path):
+    """A setting the inventory gives is one it changes; the defaults live in
+    the specs (and the README tables), not in copies here."""
+    defaults = {name: option["default"] for role in ROLES for name, option in options(role).items()}
+    given = yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))
+    restated = sorted(name for name, value in given.items()
+                      if name in defaults and value == defaults[name] and name not in RESTATED_ON_PURPOSE)
+    assert not restated, f"{path} restates defaults, comment them out: {restated}"
