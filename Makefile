@@ -6,7 +6,7 @@ export NO_COLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help controller setup demo demo-down test lint unit molecule bench clean
+.PHONY: help controller setup demo demo-down test lint unit molecule bench docs clean
 
 help:
 	@echo "make controller only the venv (.venv) with the pinned Ansible, to manage a real host (README)"
@@ -15,6 +15,7 @@ help:
 	@echo "make demo-down  remove the demo appliance"
 	@echo "make test       every test: yamllint, ansible-lint, pytest units, molecule scenarios"
 	@echo "make bench      benchmarks against a converged appliance (see docs/PERFORMANCE.md)"
+	@echo "make docs       write each role's defaults/main.yml and README table from meta/argument_specs.yml"
 
 controller:
 	@bash scripts/controller-setup.sh
@@ -33,6 +34,10 @@ test: setup lint unit molecule
 lint:
 	yamllint --strict .
 	ansible-lint --offline
+	python3 scripts/role-docs.py --check
+
+docs:
+	python3 scripts/role-docs.py
 
 unit:
 	python -m pytest -q tests/unit

@@ -47,13 +47,27 @@ def logbuf():
     pbs.setup_logging(io.StringIO())
 
 
-def make_config(tmp_path: Path, **overrides) -> pbs.Config:
-    values = {"policy_listen": "127.0.0.1:0", "report_listen": "127.0.0.1:0",
-              "admin_socket": str(tmp_path / "run" / "admin.sock"),
-              "state_file": str(tmp_path / "state" / "grants.journal"),
-              "token_file": str(tmp_path / "token")}
+def config_values(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """Every key the daemon requires (the role's template writes them all),
+    with test values: its own listeners on free ports, files under tmp_path."""
+    values = {"sockets": "bind", "policy_listen": "127.0.0.1:0", "report_listen": "127.0.0.1:0",
+              "report_users": "", "admin_socket": str(tmp_path / "run" / "admin.sock"),
+              "state_file": str(tmp_path / "state" / "grants.journal"), "token_file": str(tmp_path / "token"),
+              "ttl": "900", "never_authorize": "", "protocols": "pop3", "sweep_interval": "30"}
     values.update(overrides)
-    return pbs.load_config(None, values, default_path=str(tmp_path / "absent.conf"))
+    return values
+
+
+def config_file(tmp_path: Path, **overrides: str) -> Path:
+    """A complete config file, as the role writes one."""
+    conf = tmp_path / "pbs.conf"
+    values = config_values(tmp_path, **overrides)
+    conf.write_text("[pop-before-smtp]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+    return conf
+
+
+def make_config(tmp_path: Path, **overrides) -> pbs.Config:
+    return pbs.load_config(None, config_values(tmp_path, **overrides), default_path=str(tmp_path / "absent.conf"))
 
 
 def store(tmp_path: Path, clock: Clock, ttl: int = 900, never: str = "") -> pbs.GrantStore:
@@ -374,19 +388,50 @@ def test_a_failed_compaction_keeps_the_old_journal_and_leaves_no_temp_file(tmp_p
 
 
 def test_config_file_flags_and_validation(tmp_path):
-    conf = tmp_path / "pbs.conf"
-    conf.write_text("[pop-before-smtp]\nttl = 600\nnever_authorize = 10.0.0.0/8, 192.0.2.0/24 2001:db8::/32\n"
-                    "policy_listen = [::1]:10099\nprotocols = pop3, IMAP\n")
+    conf = config_file(tmp_path, ttl="600", never_authorize="10.0.0.0/8, 192.0.2.0/24 2001:db8::/32",
+                       policy_listen="[::1]:10099", report_listen="127.0.0.1:10032", protocols="pop3, IMAP")
     cfg = pbs.load_config(str(conf), {"ttl": "120", "report_listen": None})
     assert cfg.ttl == 120
     assert cfg.policy_listen == ("::1", 10099)
     assert cfg.report_listen == ("127.0.0.1", 10032)
     assert cfg.protocols == {"pop3", "imap"}
     assert [str(n) for n in cfg.never_authorize] == ["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"]
-    for bad in ("ttl = 0", "ttl = ten", "never_authorize = 10.0.0.0/33", "policy_listen = 10031", "tll = 5"):
-        conf.write_text(f"[pop-before-smtp]\n{bad}\n")
+    assert cfg.max_grants == 200000  # a daemon limit, not a setting of the role: it may be left out
+    for key, bad in (("ttl", "0"), ("ttl", "ten"), ("never_authorize", "10.0.0.0/33"),
+                     ("policy_listen", "10031"), ("sweep_interval", "0"), ("protocols", " ")):
+        config_file(tmp_path, **{key: bad})
         with pytest.raises(pbs.ConfigError):
             pbs.load_config(str(conf))
+    conf.write_text(conf.read_text() + "tll = 5\n")
+    with pytest.raises(pbs.ConfigError, match="unknown key 'tll'"):
+        pbs.load_config(str(conf))
+
+
+@pytest.mark.parametrize("key", pbs.REQUIRED)
+def test_a_missing_key_is_an_error_that_names_it(tmp_path, key):
+    """The daemon has no defaults of its own for what the role writes."""
+    conf = config_file(tmp_path)
+    conf.write_text("".join(line for line in conf.read_text().splitlines(keepends=True)
+                            if not line.startswith(key + " = ")))
+    with pytest.raises(pbs.ConfigError, match=rf"pbs.conf: missing {key} in \[pop-before-smtp\]"):
+        pbs.load_config(str(conf))
+    assert pbs.load_config(str(conf), {key: config_values(tmp_path)[key]}).ttl == 900  # a flag fills it in
+    assert pbs.main(["serve", "--config", str(conf)]) == 2
+
+
+def test_the_role_template_writes_every_key_the_daemon_requires():
+    template = (DAEMON.parents[1] / "templates/pop-before-smtp.conf.j2").read_text()
+    keys = [line.split(" = ")[0] for line in template.splitlines() if " = " in line and not line.startswith("#")]
+    assert sorted(keys) == sorted(pbs.REQUIRED)
+
+
+def test_admin_commands_need_only_the_admin_socket(tmp_path, capsys):
+    assert pbs.main(["list", "--config", str(tmp_path / "absent.conf")]) == 2  # cannot read it
+    conf = tmp_path / "admin-only.conf"
+    conf.write_text(f"[pop-before-smtp]\nadmin_socket = {tmp_path}/nobody.sock\n")
+    assert pbs.main(["list", "--config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the daemon at " + str(tmp_path / "nobody.sock") in err
 
 
 def test_clean_escapes_everything_unsafe():
@@ -760,10 +805,8 @@ def test_serve_process_sigterm_flushes_and_exits_zero(tmp_path):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
-    conf = tmp_path / "pbs.conf"
-    conf.write_text(f"[pop-before-smtp]\npolicy_listen = 127.0.0.1:{ports[0]}\n"
-                    f"report_listen = 127.0.0.1:{ports[1]}\nadmin_socket = {tmp_path}/admin.sock\n"
-                    f"state_file = {tmp_path}/state/grants.journal\ntoken_file = {tmp_path}/token\n")
+    conf = config_file(tmp_path, policy_listen=f"127.0.0.1:{ports[0]}", report_listen=f"127.0.0.1:{ports[1]}",
+                       admin_socket=f"{tmp_path}/admin.sock")
     proc = subprocess.Popen([sys.executable, str(DAEMON), "serve", "--config", str(conf), "--ttl", "60"],
                             stderr=subprocess.PIPE, text=True)
     try:

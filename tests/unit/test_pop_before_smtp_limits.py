@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from test_pop_before_smtp import (DAEMON, T0, TOKEN, Clock, http_exchange, http_post, logbuf, make_config, pbs,
-                                  policy_request, read_http_response, read_replies, report_body,
-                                  running)
+from test_pop_before_smtp import (DAEMON, T0, TOKEN, Clock, config_file, http_exchange, http_post, logbuf,
+                                  make_config, pbs, policy_request, read_http_response, read_replies,
+                                  report_body, running)
 
 __all__ = ["logbuf"]  # a fixture, used by name
 
@@ -435,9 +435,8 @@ def test_systemd_sockets_are_adopted_and_stay_bound_when_the_daemon_dies(tmp_pat
     admin = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     admin.bind(str(tmp_path / "admin.sock"))
     admin.listen(16)
-    conf = tmp_path / "pbs.conf"
-    conf.write_text(f"[pop-before-smtp]\nsockets = systemd\nstate_file = {tmp_path}/grants.journal\n"
-                    f"token_file = {tmp_path}/token\nadmin_socket = {tmp_path}/admin.sock\n")
+    conf = config_file(tmp_path, sockets="systemd", state_file=f"{tmp_path}/grants.journal",
+                       admin_socket=f"{tmp_path}/admin.sock")
     launcher = ("import os,sys\nfor i,fd in enumerate(map(int,sys.argv[1:4])): os.dup2(fd,3+i)\n"
                 "os.environ.update(LISTEN_PID=str(os.getpid()),LISTEN_FDS='3',"
                 "LISTEN_FDNAMES='policy:report:admin')\nos.execv(sys.executable,[sys.executable]+sys.argv[4:])\n")
@@ -479,8 +478,8 @@ def test_systemd_sockets_are_adopted_and_stay_bound_when_the_daemon_dies(tmp_pat
 
 def test_systemd_mode_without_sockets_fails_at_start(tmp_path):
     (tmp_path / "token").write_bytes(TOKEN)
-    proc = subprocess.run([sys.executable, str(DAEMON), "serve", "--sockets", "systemd",
-                           "--state-file", str(tmp_path / "j"), "--token-file", str(tmp_path / "token"),
+    proc = subprocess.run([sys.executable, str(DAEMON), "serve", "--config", str(config_file(tmp_path)),
+                           "--sockets", "systemd", "--state-file", str(tmp_path / "j"),
                            "--admin-socket", str(tmp_path / "a.sock")],
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 1

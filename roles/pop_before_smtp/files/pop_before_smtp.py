@@ -5,7 +5,7 @@
 the connection was made and permits relay from that IP address for a limited
 time ... the IP addresses expire after 15 minutes."  One asyncio loop serves:
 
-* report (HTTP, 127.0.0.1:10032): Dovecot's auth-policy interface.  With
+* report (HTTP on loopback, ``report_listen``): Dovecot's auth-policy interface.  With
   ``auth_policy_report_after_auth = yes`` Dovecot POSTs ``/?command=report``
   after every authentication (the only command served: no policy checks are
   asked for); a successful pop3 login grants its remote IP.
@@ -89,20 +89,17 @@ from urllib.parse import parse_qs, urlsplit
 PROG = "pop-before-smtp"
 SECTION = "pop-before-smtp"
 DEFAULT_CONFIG = "/etc/pop-before-smtp/pop-before-smtp.conf"
+# The keys the role writes into the config file, every one of them, from
+# its variables (roles/pop_before_smtp/meta/argument_specs.yml) and paths: the
+# daemon keeps no copy of their defaults, so a missing one is an error at
+# start that names it. Flags (serve --ttl ...) override the file.
+REQUIRED = ("sockets", "policy_listen", "report_listen", "report_users", "admin_socket", "state_file",
+            "token_file", "ttl", "never_authorize", "protocols", "sweep_interval")
+# The daemon's own limits, not settings of the role: these may be left out.
 DEFAULTS: dict[str, str] = {
-    "sockets": "bind",
-    "policy_listen": "unix:/var/spool/postfix/private/pop-before-smtp",
-    "report_listen": "127.0.0.1:10032",
-    "report_users": "",
-    "admin_socket": "/run/pop-before-smtp/admin.sock",
-    "state_file": "/var/lib/pop-before-smtp/grants.journal",
-    "token_file": "/etc/pop-before-smtp/token",
-    "ttl": "900",
-    "never_authorize": "",
-    "protocols": "pop3",
-    "sweep_interval": "30",
     "max_grants": "200000",
 }
+KEYS = REQUIRED + tuple(DEFAULTS)
 LISTENERS = ("policy", "report", "admin")
 MAX_POLICY_REQUEST = 64 * 1024
 MAX_HTTP_HEADER = 16 * 1024
@@ -394,9 +391,10 @@ class Config(NamedTuple):
     max_grants: int
 
 
-def load_config(path: str | None = None, overrides: dict[str, Any] | None = None,
-                default_path: str = DEFAULT_CONFIG) -> Config:
-    """Defaults < INI file < overrides (command-line flags; None = unset)."""
+def read_config(path: str | None = None, overrides: dict[str, Any] | None = None,
+                default_path: str = DEFAULT_CONFIG) -> dict[str, str]:
+    """The raw settings: DEFAULTS < INI file < overrides (command-line flags;
+    None = unset). Unknown keys are refused; missing ones are left out."""
     raw = dict(DEFAULTS)
     if path is None and os.path.exists(default_path):
         path = default_path
@@ -410,10 +408,22 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
         if not parser.has_section(SECTION):
             raise ConfigError(f"{path}: no [{SECTION}] section")
         for key, value in parser.items(SECTION):
-            if key not in DEFAULTS:
+            if key not in KEYS:
                 raise ConfigError(f"{path}: unknown key {key!r}")
             raw[key] = value
-    raw.update({k: str(v) for k, v in (overrides or {}).items() if v is not None and k in DEFAULTS})
+    raw.update({k: str(v) for k, v in (overrides or {}).items() if v is not None and k in KEYS})
+    return raw
+
+
+def load_config(path: str | None = None, overrides: dict[str, Any] | None = None,
+                default_path: str = DEFAULT_CONFIG) -> Config:
+    """The daemon's settings (see read_config): every REQUIRED key must be given."""
+    raw = read_config(path, overrides, default_path)
+    missing = [key for key in REQUIRED if key not in raw]
+    if missing:
+        where = path or (default_path if os.path.exists(default_path) else "no config file")
+        raise ConfigError(f"{where}: missing {', '.join(missing)} in [{SECTION}] "
+                          "(the pop_before_smtp role writes every key)")
     try:
         ttl = int(raw["ttl"])
         sweep = float(raw["sweep_interval"])
@@ -1348,7 +1358,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE",
                         help=f"INI file with a [{SECTION}] section (default {DEFAULT_CONFIG} if it exists)")
-    common.add_argument("--admin-socket", metavar="PATH", help=f"default {DEFAULTS['admin_socket']}")
+    common.add_argument("--admin-socket", metavar="PATH", help="instead of the config file's admin_socket")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", parents=[common], help="run the daemon")
     metavars = {"sockets": "bind|systemd", "policy_listen": "HOST:PORT|unix:PATH",
@@ -1356,8 +1366,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "token_file": "FILE", "ttl": "SECONDS", "never_authorize": "CIDRS", "protocols": "LIST",
                 "sweep_interval": "SECONDS", "max_grants": "N"}
     for key, metavar in metavars.items():
-        serve.add_argument("--" + key.replace("_", "-"), dest=key, metavar=metavar,
-                           help=f"default {DEFAULTS[key]!r}")
+        shown = f"default {DEFAULTS[key]!r}" if key in DEFAULTS else f"instead of the config file's {key}"
+        serve.add_argument("--" + key.replace("_", "-"), dest=key, metavar=metavar, help=shown)
     listing = sub.add_parser("list", parents=[common], help="show valid grants")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     grant = sub.add_parser("grant", parents=[common], help="permit relay from IP for ttl seconds")
@@ -1368,6 +1378,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("stats", parents=[common],
                    help="show the daemon's pid, grants in memory, counters since start and open connections (JSON)")
     return parser
+
+
+def admin_socket(raw: dict[str, str]) -> str:
+    """The admin sub-commands need nothing of the config but this."""
+    if not raw.get("admin_socket"):
+        raise ConfigError(f"no admin socket: give --admin-socket, or --config with admin_socket "
+                          f"(default {DEFAULT_CONFIG}, when it exists)")
+    return raw["admin_socket"]
 
 
 def run_admin(args: argparse.Namespace, socket_path: str) -> int:
@@ -1443,11 +1461,11 @@ async def _serve(cfg: Config, token: bytes, inherited: dict[str, socket.socket])
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k in DEFAULTS}
+    overrides = {k: v for k, v in vars(args).items() if k in KEYS}
     try:
-        cfg = load_config(args.config, overrides)
         if args.command != "serve":
-            return run_admin(args, cfg.admin_socket)
+            return run_admin(args, admin_socket(read_config(args.config, overrides)))
+        cfg = load_config(args.config, overrides)
         token = read_token(cfg.token_file)
     except ConfigError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
