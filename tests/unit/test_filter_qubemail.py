@@ -1293,7 +1293,7 @@ def test_a_site_alias_mlarchive_is_allowed():
     assert lists[0]["archive"] is True
 
 
-def test_mta_aliases_must_be_a_dict():
+def test_lists_mta_aliases_must_be_a_dict():
     lines = list_errors(lists=[{"name": "notices"}], mta_aliases=["team"])
     assert_reported(lines, "mta_aliases = ", "['team']", "expected a dict")
 
