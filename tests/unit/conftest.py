@@ -5,6 +5,7 @@ variables' defaults read from the roles' argument specs."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import pathlib
 import sys
@@ -21,12 +22,22 @@ FILTERS = sorted((ROOT / "filter_plugins").glob("qubemail_*.py"))
 ROLES = ("qubemail", "mta", "pop", "pop_before_smtp", "lists", "webmail")
 
 
+def load_module(path, name=None, register=False):
+    """The Python file ROOT/*path* (a script without .py too) as a module
+    named *name*; *register* puts it in sys.modules (for code that pickles
+    or introspects its own module)."""
+    name = name or pathlib.Path(path).stem.replace("-", "_")
+    loader = importlib.machinery.SourceFileLoader(name, str(ROOT / path))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
+    if register:
+        sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
 def load_filter(name):
     """filter_plugins/NAME.py as a module."""
-    spec = importlib.util.spec_from_file_location("qubemail_filter_" + name, ROOT / "filter_plugins" / (name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("filter_plugins/%s.py" % name, "qubemail_filter_" + name)
 
 
 def all_filters():

@@ -1,6 +1,4 @@
 """Unit tests for roles/lists/files: the list address pipe (size mark) and the archive importer."""
-import importlib.machinery
-import importlib.util
 import json
 import os
 import pwd
@@ -8,19 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_module
+
 FILES = Path(__file__).resolve().parents[2] / "roles/lists/files"
 
 
-def load(name):
-    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_"), str(FILES / name))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-receive = load("qubemail-list-receive")
-archive = load("qubemail-list-archive")
+receive = load_module("roles/lists/files/qubemail-list-receive")
+archive = load_module("roles/lists/files/qubemail-list-archive")
 
 POST = b"From: a@example.com\nSubject: hi\n\nbody\nX-Qubemail-Oversize: in the body stays\n"
 

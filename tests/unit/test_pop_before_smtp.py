@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib.util
 import io
 import json
 import os
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-DAEMON = Path(__file__).resolve().parents[2] / "roles/pop_before_smtp/files/pop_before_smtp.py"
-_spec = importlib.util.spec_from_file_location("pop_before_smtp", DAEMON)
-pbs = importlib.util.module_from_spec(_spec)
-sys.modules["pop_before_smtp"] = pbs
-_spec.loader.exec_module(pbs)
+from conftest import ROOT, load_module
+
+DAEMON = ROOT / "roles/pop_before_smtp/files/pop_before_smtp.py"
+pbs = load_module("roles/pop_before_smtp/files/pop_before_smtp.py", register=True)
 
 TOKEN = b"s3cret-token"
 T0 = 1_700_000_000.0

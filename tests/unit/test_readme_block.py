@@ -1,15 +1,11 @@
 """The README block molecule/ssh runs as written: found after its marker,
 continuations joined, comments stripped, as /bin/sh would read it."""
 
-import importlib.util
-import pathlib
-
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("ssh_readme", ROOT / "molecule" / "ssh" / "tests" / "readme.py")
-readme = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(readme)
+from conftest import ROOT, load_module
+
+readme = load_module("molecule/ssh/tests/readme.py", "ssh_readme")
 
 
 @pytest.mark.parametrize("line, code", [
