@@ -23,6 +23,8 @@ name: qubemail_base
 short_description: Validate and normalise the appliance name, mail domains and users
 version_added: 1.0.0
 author: qubemail project
+extends_documentation_fragment:
+  - qubemail.appliance.validation
 description:
   - Checks C(qubemail_hostname), C(qubemail_domains) and C(qubemail_users) and returns the appliance name, the mail
     domains (the first is the primary domain) and the mailbox users sorted by name. Every other qubemail filter takes
@@ -60,10 +62,6 @@ options:
     type: list
     elements: dict
     required: true
-  collect:
-    description: Return C({config, errors}) instead of raising, for the play's validation step.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""

@@ -29,6 +29,9 @@ name: qubemail_lists
 short_description: Mailing lists (mlmmj) from the groups and lists of the inventory
 version_added: 1.0.0
 author: qubemail project
+extends_documentation_fragment:
+  - qubemail.appliance.validation
+  - qubemail.appliance.validation.base
 description:
   - Checks C(qubemail_groups) and C(qubemail_lists) and returns the mailing lists. As on the Qube 3, every group
     has a mailing list of the same name whose members are the group's users; independent lists may also have
@@ -61,18 +64,10 @@ options:
     type: list
     elements: dict
     required: true
-  base:
-    description: The output of P(qubemail_base#filter).
-    type: dict
-    required: true
   mta_aliases:
     description: The raw C(mta_aliases); its keys are taken names.
     type: dict
     default: {}
-  collect:
-    description: Return C({config, errors}) instead of raising.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""

@@ -34,6 +34,9 @@ name: qubemail_mta
 short_description: Postfix settings of the mta role, checked
 version_added: 1.0.0
 author: qubemail project
+extends_documentation_fragment:
+  - qubemail.appliance.validation
+  - qubemail.appliance.validation.base
 description:
   - Checks the C(mta_*) variables against the output of P(qubemail_base#filter) and returns Postfix-ready values.
   - The variables, their types and defaults are the mta role's argument spec (roles/mta/meta/argument_specs.yml,
@@ -45,14 +48,6 @@ options:
     description: Every variable of the mta role, keyed by name (other keys are ignored); a missing one is an error.
     type: dict
     required: true
-  base:
-    description: The output of P(qubemail_base#filter).
-    type: dict
-    required: true
-  collect:
-    description: Return C({config, errors}) instead of raising.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""

@@ -17,6 +17,8 @@ name: qubemail_placeholders
 short_description: Refuse the example inventory's placeholders
 version_added: 1.0.0
 author: qubemail project
+extends_documentation_fragment:
+  - qubemail.appliance.validation
 description:
   - "Every string in a dict of settings, at any depth, is checked: the example inventory's secrets, addresses in the
     documentation networks 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32, and names under
@@ -26,10 +28,6 @@ options:
     description: Variable names and values (every role variable and the host's C(ansible_host)).
     type: dict
     required: true
-  collect:
-    description: Return C({config, errors}) instead of raising.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""

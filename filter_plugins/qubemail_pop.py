@@ -20,6 +20,9 @@ name: qubemail_pop
 short_description: Dovecot settings of the pop role, checked and derived
 version_added: 1.0.0
 author: qubemail project
+extends_documentation_fragment:
+  - qubemail.appliance.validation
+  - qubemail.appliance.validation.base
 description:
   - Checks the C(pop_*) variables the Dovecot configuration is built from and derives what the templates print
     (protocols, the loopback-only IMAP listener, the C(ssl) mode, each user's logins and password salt).
@@ -31,18 +34,10 @@ options:
     description: Every variable of the pop role, keyed by name (other keys are ignored).
     type: dict
     required: true
-  base:
-    description: The output of P(qubemail_base#filter).
-    type: dict
-    required: true
   host:
     description: The host's inventory name; with a user's name it makes the salt of a plain-text password, so a re-run writes the same hash.
     type: str
     required: true
-  collect:
-    description: Return C({config, errors}) instead of raising.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""

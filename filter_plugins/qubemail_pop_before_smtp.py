@@ -20,6 +20,8 @@ name: qubemail_pop_before_smtp
 short_description: Settings of the POP-before-SMTP daemon, checked
 version_added: 1.0.0
 author: qubemail project
+extends_documentation_fragment:
+  - qubemail.appliance.validation
 description:
   - Checks the C(pop_before_smtp_*) variables (roles/pop_before_smtp/meta/argument_specs.yml), including what the
     daemon would refuse at start (a sweep interval of 0, an empty protocol list, a report listener that is not a
@@ -29,10 +31,6 @@ options:
     description: Every variable of the pop_before_smtp role, keyed by name (other keys are ignored).
     type: dict
     required: true
-  collect:
-    description: Return C({config, errors}) instead of raising.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""

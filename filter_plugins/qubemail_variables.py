@@ -16,6 +16,8 @@ name: qubemail_variables
 short_description: Every qubemail role variable checked against its argument spec
 version_added: 1.0.0
 author: qubemail project
+extends_documentation_fragment:
+  - qubemail.appliance.validation
 description:
   - The first step of the play's validation (roles/qubemail/tasks/validate.yml) - before any task changes the host,
     every variable of every role is checked against its role's C(meta/argument_specs.yml) as Ansible would check
@@ -42,10 +44,6 @@ options:
     type: list
     elements: str
     default: []
-  collect:
-    description: Return C({config, errors}) instead of raising.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""

@@ -19,6 +19,8 @@ name: qubemail_webmail
 short_description: Settings of the WebMail role, checked
 version_added: 1.0.0
 author: qubemail project
+extends_documentation_fragment:
+  - qubemail.appliance.validation
 description:
   - Checks the C(webmail_*) variables (roles/webmail/meta/argument_specs.yml) and works out how Roundcube reaches
     Dovecot from C(pop_plaintext_auth_from_loopback). The web ports may not be those of the mail services
@@ -28,10 +30,6 @@ options:
     description: Every variable of the webmail role, and C(mta_loopback_port), C(pop_plaintext_auth_from_loopback).
     type: dict
     required: true
-  collect:
-    description: Return C({config, errors}) instead of raising.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""
