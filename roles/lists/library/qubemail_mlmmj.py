@@ -85,6 +85,9 @@ LIST_HEADERS = ("List-Id:", "List-Post:", "List-Help:", "List-Subscribe:", "List
 OVERSIZE_HEADER = "X-Qubemail-Oversize:"
 NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 ADDR_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+#: The values a validated list may have (the inventory filter checks them too; see control_files).
+POSTING = ("members", "any", "moderated")
+SUBSCRIPTION = ("confirm", "open", "closed")
 ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~ ")
 #: Options other than ``lists``: (Ansible type, default), for main() and sync().
 OPTIONS = {"spool": ("path", "/var/spool/mlmmj"), "state_dir": ("path", "/var/lib/qubemail/lists-state"),
@@ -130,7 +133,8 @@ def control_files(lst, smtp_port):
     posting, subscription = lst.get("posting", "members"), lst.get("subscription", "confirm")
     reply_to, size, prefix = bool(lst.get("reply_to_list")), int(lst.get("max_message_size") or 0), \
         str(lst.get("subject_prefix") or "")
-    if posting not in ("members", "any", "moderated") or subscription not in ("confirm", "open", "closed") \
+    # Fail closed: an unknown value would leave every policy flag off, i.e. an open list.
+    if posting not in POSTING or subscription not in SUBSCRIPTION \
             or "\n" in prefix or "\r" in prefix:
         raise MlmmjError("list %s: invalid posting %r, subscription %r or subject_prefix %r"
                          % (name, posting, subscription, prefix))
