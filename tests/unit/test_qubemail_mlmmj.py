@@ -6,11 +6,13 @@ records the calls; the real tools are exercised by molecule.
 """
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
 import os
 import pwd
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -440,3 +442,193 @@ def test_200_lists_of_50_members_reconverge_fast(env):
     assert res["changed"] is False and fake.calls == []
     assert len(res["subscribers"]["l199"]) == 50
     assert elapsed < 10, elapsed
+
+
+# --------------------------------------------------------------------------
+# archive_readers: subscribing the readers to their archive folders
+# --------------------------------------------------------------------------
+
+def doveadm_list(subscriptions, masks):
+    """doveadm 2.3 mailbox list -s: the subscribed mailboxes a wildcard mask matches; a literal
+    mask (no * or %) is printed back whether it is subscribed or not (seen on Debian 12)."""
+    out = []
+    for mask in masks:
+        if "*" in mask or "%" in mask:
+            out += [m for m in subscriptions if fnmatch.fnmatchcase(m, mask.replace("%", "*")) and m not in out]
+        elif mask not in out:
+            out.append(mask)
+    return "".join(m + "\n" for m in out)
+
+
+class FakeDoveadm:
+    """Stand-in for doveadm mailbox list -s / mailbox subscribe: per-user subscriptions, records argv."""
+
+    def __init__(self, subscriptions=None, users=("alice", "bob", "carol"), fail=None):
+        self.subs = {user: list((subscriptions or {}).get(user, [])) for user in users}
+        self.calls: list[list[str]] = []
+        self.fail = fail  # (verb, user) whose call exits 75
+
+    def __call__(self, argv):
+        self.calls.append(list(argv))
+        assert argv[:2] == ["/usr/bin/doveadm", "mailbox"], argv
+        verb, user = argv[2], argv[argv.index("-u") + 1]
+        names = argv[argv.index("-u") + 2:]
+        if (verb, user) == self.fail:
+            return 75, "", "doveadm: simulated failure\n"
+        if user not in self.subs:
+            return 67, "", "doveadm(%s): Error: User doesn't exist\n" % user
+        if verb == "list":
+            assert argv[3] == "-s", argv
+            return 0, doveadm_list(self.subs[user], names), ""
+        assert verb == "subscribe", argv
+        self.subs[user] += [m for m in names if m not in self.subs[user]]
+        return 0, "", ""
+
+
+READERS = [{"mailbox": "Mailing Lists/sales", "users": ["alice", "bob"]},
+           {"mailbox": "Mailing Lists/team", "users": ["alice"]},
+           {"mailbox": "Mailing Lists/quiet", "users": []}]
+
+
+def test_readers_are_subscribed_to_the_missing_folders_only():
+    fake = FakeDoveadm({"alice": ["Mailing Lists/team", "INBOX"]})
+    res = mm.subscribe_readers(READERS, fake)
+    assert res["changed"] is True
+    assert res["subscribed"] == {"alice": ["Mailing Lists/sales"], "bob": ["Mailing Lists/sales"]}
+    assert fake.calls == [
+        ["/usr/bin/doveadm", "mailbox", "list", "-s", "-u", "alice", "Mailing Lists/*"],
+        ["/usr/bin/doveadm", "mailbox", "subscribe", "-u", "alice", "Mailing Lists/sales"],
+        ["/usr/bin/doveadm", "mailbox", "list", "-s", "-u", "bob", "Mailing Lists/*"],
+        ["/usr/bin/doveadm", "mailbox", "subscribe", "-u", "bob", "Mailing Lists/sales"]]
+    assert fake.subs["alice"] == ["Mailing Lists/team", "INBOX", "Mailing Lists/sales"]
+    assert res["diff"] == {"before": "reader alice: Mailing Lists/sales not subscribed\n"
+                                     "reader bob: Mailing Lists/sales not subscribed\n",
+                           "after": "reader alice: Mailing Lists/sales subscribed\n"
+                                    "reader bob: Mailing Lists/sales subscribed\n"}
+
+
+def test_subscribed_readers_are_a_noop():
+    fake = FakeDoveadm()
+    mm.subscribe_readers(READERS, fake)
+    fake.calls.clear()
+    res = mm.subscribe_readers(READERS, fake)
+    assert res == {"subscribed": {}, "changed": False, "diff": {"before": "", "after": ""}}
+    assert [argv[2] for argv in fake.calls] == ["list", "list"]
+
+
+def test_a_reader_of_several_folders_gets_one_subscribe_call_in_folder_order():
+    fake = FakeDoveadm()
+    res = mm.subscribe_readers(READERS, fake)
+    assert res["subscribed"]["alice"] == ["Mailing Lists/sales", "Mailing Lists/team"]
+    assert fake.calls[1] == ["/usr/bin/doveadm", "mailbox", "subscribe", "-u", "alice",
+                             "Mailing Lists/sales", "Mailing Lists/team"]
+
+
+def test_folders_are_listed_by_wildcard_masks_only():
+    assert mm._list_masks(["Mailing Lists/a", "Mailing Lists/b", "Archives/Lists/c", "top"]) == \
+        ["Mailing Lists/*", "Archives/Lists/*", "*"]
+    fake = FakeDoveadm({"alice": ["Archives/c"]})
+    res = mm.subscribe_readers([{"mailbox": "Archives/c", "users": ["alice"]},
+                                {"mailbox": "Mailing Lists/sales", "users": ["alice"]}], fake)
+    assert res["subscribed"] == {"alice": ["Mailing Lists/sales"]}
+    assert fake.calls[0][6:] == ["Archives/*", "Mailing Lists/*"]
+
+
+def test_no_readers_no_calls():
+    fake = FakeDoveadm()
+    assert mm.subscribe_readers([], fake)["changed"] is False
+    assert mm.subscribe_readers([{"mailbox": "Mailing Lists/x", "users": []}], fake)["changed"] is False
+    assert fake.calls == []
+
+
+def test_check_mode_lists_but_does_not_subscribe():
+    fake = FakeDoveadm({"alice": ["Mailing Lists/team"]})
+    res = mm.subscribe_readers(READERS, fake, check_mode=True)
+    assert res["changed"] is True
+    assert res["subscribed"] == {"alice": ["Mailing Lists/sales"], "bob": ["Mailing Lists/sales"]}
+    assert [argv[2] for argv in fake.calls] == ["list", "list"]
+    assert fake.subs == {"alice": ["Mailing Lists/team"], "bob": [], "carol": []}
+
+
+def test_a_user_without_an_account_is_an_error_except_in_check_mode():
+    readers = [{"mailbox": "Mailing Lists/sales", "users": ["alice", "newcomer"]}]
+    res = mm.subscribe_readers(readers, FakeDoveadm(), check_mode=True)
+    assert res["subscribed"] == {"alice": ["Mailing Lists/sales"], "newcomer": ["Mailing Lists/sales"]}
+    fake = FakeDoveadm()
+    with pytest.raises(mm.MlmmjError, match=r"doveadm mailbox list -s -u newcomer .*rc=67.*User doesn't exist"):
+        mm.subscribe_readers(readers, fake)
+    assert [argv[2] for argv in fake.calls] == ["list", "subscribe", "list"]  # alice's done, then the stop
+
+
+@pytest.mark.parametrize("verb", ["list", "subscribe"])
+def test_doveadm_failure_reports_stderr(verb):
+    with pytest.raises(mm.MlmmjError, match=r"doveadm mailbox %s .*rc=75.*simulated failure" % verb):
+        mm.subscribe_readers(READERS, FakeDoveadm(fail=(verb, "bob")))
+    with pytest.raises(mm.MlmmjError, match="rc=75"):  # check mode fails on doveadm errors other than 67
+        mm.subscribe_readers(READERS, FakeDoveadm(fail=("list", "bob")), check_mode=True)
+
+
+@pytest.mark.parametrize("bad", [["Mailing Lists/x"], [{"mailbox": "Mailing Lists/x"}],
+                                 [{"mailbox": "Mailing Lists/x", "users": "alice"}],
+                                 [{"mailbox": None, "users": ["alice"]}],
+                                 [{"mailbox": "Mailing Lists/x", "users": ["-ualice"]}],
+                                 [{"mailbox": "Mailing Lists/x", "users": [""]}]])
+def test_invalid_readers_rejected(bad):
+    fake = FakeDoveadm()
+    with pytest.raises(mm.MlmmjError, match="archive_readers"):
+        mm.subscribe_readers(bad, fake)
+    assert fake.calls == []
+
+
+FAKE_DOVEADM = r'''#!%s
+import json, sys
+sys.path.insert(0, %r)
+from test_qubemail_mlmmj import doveadm_list
+state, args = sys.argv[0] + ".json", sys.argv[1:]
+subs = json.load(open(state))
+user, names = args[args.index("-u") + 1], args[args.index("-u") + 2:]
+if args[1] == "list":
+    print(doveadm_list(subs.get(user, []), names), end="")
+else:
+    subs[user] = subs.get(user, []) + names
+    json.dump(subs, open(state, "w"))
+'''
+
+
+def run_module(tmp_path, args, check_mode=False):
+    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check_mode, _ansible_diff=True)}
+    proc = subprocess.run([sys.executable, str(MODULE), json.dumps(payload)], capture_output=True, text=True,
+                          cwd=tmp_path, check=False)
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def doveadm(tmp_path):
+    path = tmp_path / "doveadm"
+    path.write_text(FAKE_DOVEADM % (sys.executable, str(Path(__file__).parent)))
+    path.chmod(0o755)
+    Path(str(path) + ".json").write_text(json.dumps({"alice": ["Mailing Lists/team"]}))
+    return path
+
+
+def test_module_subscribes_readers_and_supports_check_mode(tmp_path, doveadm):
+    args = {"archive_readers": READERS[:2], "doveadm": str(doveadm)}
+    state = Path(str(doveadm) + ".json")
+    res = run_module(tmp_path, args, check_mode=True)
+    assert res["changed"] is True and res["subscribed"] == {"alice": ["Mailing Lists/sales"],
+                                                            "bob": ["Mailing Lists/sales"]}
+    assert json.loads(state.read_text()) == {"alice": ["Mailing Lists/team"]}
+    res = run_module(tmp_path, args)
+    assert res["changed"] is True and "reader bob: Mailing Lists/sales subscribed" in res["diff"]["after"]
+    assert "lists" not in res and "subscribers" not in res
+    assert json.loads(state.read_text()) == {"alice": ["Mailing Lists/team", "Mailing Lists/sales"],
+                                             "bob": ["Mailing Lists/sales"]}
+    res = run_module(tmp_path, args)
+    assert res["changed"] is False and res["subscribed"] == {}
+
+
+@pytest.mark.parametrize("args, message", [({}, "one of the following is required: lists, archive_readers"),
+                                           ({"lists": [], "archive_readers": []}, "mutually exclusive")])
+def test_module_needs_lists_or_archive_readers(tmp_path, args, message):
+    res = run_module(tmp_path, args)
+    assert res["failed"] is True and message in res["msg"]

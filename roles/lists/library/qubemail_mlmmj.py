@@ -11,14 +11,23 @@ description:
   - Only addresses recorded as managed (C(state_dir/NAME.managed)) are ever unsubscribed, so people who
     subscribed themselves by e-mail survive. Members in C(digesters.d)/C(nomailsubs.d) count as subscribed.
   - Lists dropped from O(lists) are reported in RV(removed); their directories are kept unless O(purge_removed).
+  - With O(archive_readers) instead of O(lists), it subscribes each reader to the archive folders they may read
+    (C(doveadm mailbox list -s), then C(doveadm mailbox subscribe) for the missing ones only). WebMail shows
+    subscribed folders only. Subscriptions are never removed here. Run it after Dovecot serves the archive
+    namespace.
 options:
   lists:
     description: Validated list dicts with C(name), C(address), C(domain), C(description), C(members), C(moderators),
       C(owners), C(posting) (members|any|moderated), C(subscription) (confirm|open|closed), C(max_message_size),
-      C(reply_to_list), C(subject_prefix), C(archive).
+      C(reply_to_list), C(subject_prefix), C(archive). Required unless O(archive_readers) is given.
     type: list
     elements: dict
-    required: true
+  archive_readers:
+    description: "Output of the qubemail_list_acl filter: dicts with C(mailbox) (an archive folder) and C(users)
+      (the local users who may read it). Mutually exclusive with O(lists)."
+    type: list
+    elements: dict
+  doveadm: {description: Path of doveadm (O(archive_readers) only)., type: path, default: /usr/bin/doveadm}
   spool: {description: mlmmj spool holding one directory per list., type: path, default: /var/spool/mlmmj}
   state_dir: {description: "Module state (lists.json, NAME.managed).", type: path, default: /var/lib/qubemail/lists-state}
   owner: {description: User and group owning the list directories., type: str, default: mlmmj}
@@ -36,16 +45,22 @@ EXAMPLES = r"""
     lists: "{{ lists_validated }}"  # output of the lists validation filter
     purge_removed: false
   register: mlmmj_result
+
+- name: Subscribe the readers to their archive folders
+  qubemail_mlmmj:
+    archive_readers: "{{ lists_validated | qubemail_list_acl(mlmmj_result.subscribers) }}"
 """
 
 RETURN = r"""
-lists: {description: Names of the managed lists., returned: always, type: list, elements: str}
-added: {description: NAME -> addresses subscribed this run., returned: always, type: dict}
-removed_members: {description: NAME -> addresses unsubscribed this run., returned: always, type: dict}
-removed: {description: Lists dropped from the inventory (or purged) this run., returned: always, type: list}
-purged: {description: Lists whose spool directory and state were deleted this run., returned: always, type: list}
+lists: {description: Names of the managed lists., returned: O(lists), type: list, elements: str}
+added: {description: NAME -> addresses subscribed this run., returned: O(lists), type: dict}
+removed_members: {description: NAME -> addresses unsubscribed this run., returned: O(lists), type: dict}
+removed: {description: Lists dropped from the inventory (or purged) this run., returned: O(lists), type: list}
+purged: {description: Lists whose spool directory and state were deleted this run., returned: O(lists), type: list}
 subscribers: {description: "NAME -> sorted list of all subscribers after the run (normal, digest, nomail;
-  managed or self-subscribed).", returned: always, type: dict}
+  managed or self-subscribed).", returned: O(lists), type: dict}
+subscribed: {description: "User -> archive folders subscribed this run (in check mode: that would be).",
+  returned: O(archive_readers), type: dict}
 """
 
 import contextlib
@@ -70,11 +85,17 @@ LIST_HEADERS = ("List-Id:", "List-Post:", "List-Help:", "List-Subscribe:", "List
 OVERSIZE_HEADER = "X-Qubemail-Oversize:"
 NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 ADDR_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+#: The values a validated list may have (the inventory filter checks them too; see control_files).
+POSTING = ("members", "any", "moderated")
+SUBSCRIPTION = ("confirm", "open", "closed")
 ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~ ")
 #: Options other than ``lists``: (Ansible type, default), for main() and sync().
 OPTIONS = {"spool": ("path", "/var/spool/mlmmj"), "state_dir": ("path", "/var/lib/qubemail/lists-state"),
            "owner": ("str", "mlmmj"), "smtp_port": ("int", 10025), "purge_removed": ("bool", False),
            "mlmmj_bin": ("path", "/usr/bin")}
+#: doveadm's exit code for a user that does not exist (EX_NOUSER).
+DOVEADM_NOUSER = 67
+DOVEADM = "/usr/bin/doveadm"
 DIR_MODE = 0o700  # mlmmj-make-ml dirs; files mlmmj writes are 0600
 FILE_MODE = 0o644
 
@@ -112,7 +133,8 @@ def control_files(lst, smtp_port):
     posting, subscription = lst.get("posting", "members"), lst.get("subscription", "confirm")
     reply_to, size, prefix = bool(lst.get("reply_to_list")), int(lst.get("max_message_size") or 0), \
         str(lst.get("subject_prefix") or "")
-    if posting not in ("members", "any", "moderated") or subscription not in ("confirm", "open", "closed") \
+    # Fail closed: an unknown value would leave every policy flag off, i.e. an open list.
+    if posting not in POSTING or subscription not in SUBSCRIPTION \
             or "\n" in prefix or "\r" in prefix:
         raise MlmmjError("list %s: invalid posting %r, subscription %r or subject_prefix %r"
                          % (name, posting, subscription, prefix))
@@ -394,13 +416,83 @@ def sync(params, run, check_mode=False, chown=os.chown):
     return dict(result, changed=syncer.changed, diff={"before": _lines(syncer.before), "after": _lines(syncer.after)})
 
 
+def _reader_folders(readers):
+    """qubemail_list_acl output -> {user: [mailbox, ...]} in the order of *readers*."""
+    folders = {}
+    for entry in readers:
+        if not isinstance(entry, dict) or not isinstance(entry.get("mailbox"), str) \
+                or not isinstance(entry.get("users"), list):
+            raise MlmmjError("archive_readers: each entry needs a mailbox (string) and users (list), not %r"
+                             % (entry,))
+        for user in entry["users"]:
+            if not isinstance(user, str) or not user or user.startswith("-"):
+                raise MlmmjError("archive_readers: invalid user %r for %s" % (user, entry["mailbox"]))
+            folders.setdefault(user, [])
+            if entry["mailbox"] not in folders[user]:
+                folders[user].append(entry["mailbox"])
+    return folders
+
+
+def _list_masks(folders):
+    """doveadm mailbox list masks covering *folders*: PARENT/* per parent (the archive namespace's
+    separator is /), never a folder's own name: ``doveadm mailbox list -s`` prints a literal mask
+    back whether it is subscribed or not."""
+    masks = []
+    for folder in folders:
+        parent, sep, _ = folder.rpartition("/")
+        mask = parent + sep + "*"
+        if mask not in masks:
+            masks.append(mask)
+    return masks
+
+
+def subscribe_readers(readers, run, check_mode=False, doveadm=DOVEADM):
+    """Subscribe every reader to the archive folders of *readers* they have not subscribed yet.
+
+    run(argv) -> (rc, stdout, stderr) executes doveadm. In check mode only the read-only
+    ``doveadm mailbox list`` runs, and a user without an account yet (a --check run before the
+    user's first convergence) counts as subscribed to nothing.
+    """
+    subscribed, before, after = {}, [], []
+    for user, folders in sorted(_reader_folders(readers).items()):
+        argv = [doveadm, "mailbox", "list", "-s", "-u", user] + _list_masks(folders)
+        rc, out, err = run(argv)
+        if rc == DOVEADM_NOUSER and check_mode:
+            out = ""
+        elif rc != 0:
+            raise MlmmjError("%s failed (rc=%s): %s" % (" ".join(argv), rc, (err or out).strip()))
+        have = set(out.splitlines())
+        missing = [folder for folder in folders if folder not in have]
+        if not missing:
+            continue
+        subscribed[user] = missing
+        before += ["reader %s: %s not subscribed" % (user, folder) for folder in missing]
+        after += ["reader %s: %s subscribed" % (user, folder) for folder in missing]
+        if not check_mode:
+            argv = [doveadm, "mailbox", "subscribe", "-u", user] + missing
+            rc, out, err = run(argv)
+            if rc != 0:
+                raise MlmmjError("%s failed (rc=%s): %s" % (" ".join(argv), rc, (err or out).strip()))
+    return {"subscribed": subscribed, "changed": bool(subscribed),
+            "diff": {"before": _lines(before), "after": _lines(after)}}
+
+
 def main():
     module = AnsibleModule(
-        argument_spec=dict(lists=dict(type="list", elements="dict", required=True),
+        argument_spec=dict(lists=dict(type="list", elements="dict"),
+                           archive_readers=dict(type="list", elements="dict"),
+                           doveadm=dict(type="path", default=DOVEADM),
                            **{name: dict(type=kind, default=default) for name, (kind, default) in OPTIONS.items()}),
+        required_one_of=[("lists", "archive_readers")],
+        mutually_exclusive=[("lists", "archive_readers")],
         supports_check_mode=True)
+    run = lambda argv: module.run_command(argv)  # noqa: E731
     try:
-        result = sync(module.params, lambda argv: module.run_command(argv), module.check_mode)
+        if module.params["archive_readers"] is not None:
+            result = subscribe_readers(module.params["archive_readers"], run, module.check_mode,
+                                       module.params["doveadm"])
+        else:
+            result = sync(module.params, run, module.check_mode)
     except (MlmmjError, OSError) as exc:
         module.fail_json(msg=str(exc))
     if not module._diff:
