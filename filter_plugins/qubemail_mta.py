@@ -25,7 +25,7 @@ from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     is_int,
     looks_like_ip,
     postfix_network,
-    setting,
+    settings_of,
     strip_brackets,
 )
 
@@ -238,7 +238,7 @@ def qubemail_mta(settings, base, collect=False):
     """
     errors = Errors()
     user_names, user_aliases = base_index(base)[:2]
-    s = {name: setting(settings, name, "qubemail_mta") for name in MTA_SETTINGS}
+    s = settings_of(settings, MTA_SETTINGS, "qubemail_mta")
 
     smtp_enabled = check_bool(errors, "mta_smtp_enabled", s["mta_smtp_enabled"])
     relay = check_networks(errors, "mta_relay_allowed_networks", s["mta_relay_allowed_networks"],

@@ -12,7 +12,7 @@ from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     base_index,
     check_bool,
     check_extra_settings,
-    setting,
+    settings_of,
 )
 
 DOCUMENTATION = r"""
@@ -98,7 +98,7 @@ def qubemail_pop(settings, base, host, collect=False):
     base_index(base, "qubemail_pop: the second argument")
     if not isinstance(host, str) or not host:
         raise AnsibleFilterError("qubemail_pop: the third argument must be the host's inventory name")
-    s = {name: setting(settings, name, "qubemail_pop") for name in POP_SETTINGS}
+    s = settings_of(settings, POP_SETTINGS, "qubemail_pop")
     pop3 = check_bool(errors, "pop_pop3_enabled", s["pop_pop3_enabled"])
     imap_public = check_bool(errors, "pop_imap_enabled", s["pop_imap_enabled"])
     loopback = check_bool(errors, "pop_imap_loopback", s["pop_imap_loopback"])

@@ -12,7 +12,7 @@ from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     check_int,
     check_list,
     check_networks,
-    setting,
+    settings_of,
 )
 
 DOCUMENTATION = r"""
@@ -92,7 +92,7 @@ def qubemail_pop_before_smtp(settings, collect=False):
     daemon that restarts in a loop and relays nothing.
     """
     errors = Errors()
-    s = {name: setting(settings, name, "qubemail_pop_before_smtp") for name in POP_BEFORE_SMTP_SETTINGS}
+    s = settings_of(settings, POP_BEFORE_SMTP_SETTINGS, "qubemail_pop_before_smtp")
     enabled = check_bool(errors, "pop_before_smtp_enabled", s["pop_before_smtp_enabled"])
     ttl = check_int(errors, "pop_before_smtp_ttl", s["pop_before_smtp_ttl"], 1, unit=" (seconds)")
     never = check_networks(errors, "pop_before_smtp_never_authorize", s["pop_before_smtp_never_authorize"])

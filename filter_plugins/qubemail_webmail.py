@@ -11,7 +11,7 @@ from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     check_bool,
     check_int,
     check_line,
-    setting,
+    settings_of,
 )
 
 DOCUMENTATION = r"""
@@ -73,7 +73,7 @@ def qubemail_webmail(settings, collect=False):
     is off), with every restriction of main.cf.
     """
     errors = Errors()
-    s = {name: setting(settings, name, "qubemail_webmail") for name in WEBMAIL_SETTINGS}
+    s = settings_of(settings, WEBMAIL_SETTINGS, "qubemail_webmail")
     result = {
         "enabled": check_bool(errors, "webmail_enabled", s["webmail_enabled"]),
         "https_port": check_int(errors, "webmail_https_port", s["webmail_https_port"], 1, 65535),

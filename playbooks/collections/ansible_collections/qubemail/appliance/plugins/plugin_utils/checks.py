@@ -135,18 +135,19 @@ class Errors:
         return config
 
 
-def setting(settings, name, function):
-    """``settings[name]``; a missing key is a usage error of *function*, not
-    an inventory error (the filters get every variable of their role, with
-    the role's defaults: see qubemail_variables)."""
+def settings_of(settings, names, function):
+    """``{name: settings[name]}`` for every one of *names*; a missing key is a
+    usage error of *function*, not an inventory error (the filters get every
+    variable of their role, with the role's defaults: see qubemail_variables)."""
     if not isinstance(settings, dict):
         raise AnsibleFilterError("%s: expected a dict of the role's variables, not %s"
                                  % (function, type(settings).__name__))
-    try:
-        return settings[name]
-    except KeyError:
+    missing = [name for name in names if name not in settings]
+    if missing:
         raise AnsibleFilterError("%s: the settings lack %s; pass every variable of the role "
-                                 "(qubemail_variables gives them with their defaults)" % (function, name)) from None
+                                 "(qubemail_variables gives them with their defaults)"
+                                 % (function, ", ".join(missing)))
+    return {name: settings[name] for name in names}
 
 
 class Redacted:
