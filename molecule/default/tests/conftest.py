@@ -1,6 +1,8 @@
 """Fixtures of the default scenario: the appliance and the client, and real
-mail sessions from the client container (tests/integration/probe.py)."""
+mail sessions from the client container (tests/integration/probe.py); the
+fixtures themselves are tests/integration/fixtures.py's."""
 
+import json
 import pathlib
 import sys
 
@@ -8,7 +10,8 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "integration"))
 
-from probe import Probe, host, rcpt_codes, subjects, unique_subject, wait_for  # noqa: E402,F401
+from fixtures import Testbed, appliance, client, journal, probe, since  # noqa: E402,F401
+from probe import rcpt_codes, subjects, unique_subject, wait_for  # noqa: E402,F401
 
 APPLIANCE_IP = "172.30.0.10"
 CLIENT_IP = "172.30.0.20"
@@ -20,15 +23,16 @@ EXTERNAL = "someone@external.test"  # routed by the smart relay to the client's 
 
 
 @pytest.fixture(scope="session")
-def appliance():
-    return host("qubemail-appliance")
+def testbed():
+    return Testbed(appliance="qubemail-appliance", client="qubemail-client",
+                   appliance_ip=APPLIANCE_IP, passwords=PASSWORDS)
 
 
-@pytest.fixture(scope="session")
-def client():
-    return host("qubemail-client")
+def grants(appliance):
+    """POP-before-SMTP's live grants, by address."""
+    return {g["ip"]: g for g in json.loads(appliance.check_output("pop-before-smtp list --json"))}
 
 
-@pytest.fixture(scope="session")
-def probe(client):
-    return Probe(client, APPLIANCE_IP, PASSWORDS)
+def daemon_journal(appliance, since):
+    """pop-before-smtp's journal since `since`."""
+    return journal(appliance, since, "pop-before-smtp")

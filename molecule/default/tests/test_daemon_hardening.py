@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from conftest import EXTERNAL, NEVER_AUTHORIZE_IP, OTHER_CLIENT_IP, PASSWORDS, rcpt_codes, wait_for
+from conftest import EXTERNAL, NEVER_AUTHORIZE_IP, OTHER_CLIENT_IP, PASSWORDS, grants, rcpt_codes, wait_for
+from conftest import daemon_journal as journal_since
 from probe import run_site_scenario
 
 POLICY_SOCKET = "/var/spool/postfix/private/pop-before-smtp"
@@ -31,17 +32,9 @@ def as_nobody(appliance, script, *args, timeout=60):
     return json.loads(out.stdout)
 
 
-def grants(appliance):
-    return {g["ip"]: g for g in json.loads(appliance.check_output("pop-before-smtp list --json"))}
-
-
 def daemon_state(appliance):
     out = appliance.check_output("systemctl show -p MainPID -p NRestarts -p ActiveState pop-before-smtp")
     return dict(line.split("=", 1) for line in out.splitlines())
-
-
-def journal_since(appliance, since):
-    return appliance.check_output(f"journalctl -u pop-before-smtp --since @{since} --no-pager -o cat")
 
 
 def relay_from(probe, source):
@@ -55,11 +48,6 @@ def granted(appliance):
     appliance.check_output(f"pop-before-smtp grant {OTHER_CLIENT_IP} --user hardening")
     yield OTHER_CLIENT_IP
     appliance.run(f"pop-before-smtp revoke {OTHER_CLIENT_IP}")
-
-
-@pytest.fixture
-def since():
-    return int(time.time()) - 1
 
 
 # Finding 1: ~40 MiB of pipelined empty requests, never read, killed the

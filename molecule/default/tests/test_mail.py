@@ -65,8 +65,11 @@ def test_oversize_message_is_refused(probe):
     reply = probe.send("bob@qube.test", "--size", 600 * 1024, subject=subject)
     assert rcpt_codes(reply) == [250]
     assert reply["data"][0] == 552, reply
-    small = probe.send("bob@qube.test", "--size", 400 * 1024, subject=unique_subject("fits"))
+    fits = unique_subject("fits")
+    small = probe.send("bob@qube.test", "--size", 400 * 1024, subject=fits)
     assert small["data"][0] == 250, small
+    # Once the message sent after it is delivered, the refused one is not.
+    assert _arrives(probe, "bob", fits)
     assert subject not in subjects(probe.pop3("bob")["messages"])
 
 

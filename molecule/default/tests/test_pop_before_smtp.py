@@ -1,9 +1,10 @@
-"""POP-before-SMTP, in order: relay refused before a login, open-relay
-battery, logins that must not unlock, a POP3 login that does, restart and
-stop of the daemon, then expiry after the scenario's TTL (30 s).
+"""POP-before-SMTP: relay refused before a login, open-relay battery,
+logins that must not unlock, a POP3 login that does, restart and stop of the
+daemon, then expiry after the scenario's TTL (30 s).
 
-The tests in this module run in file order and share the grant made by
-test_pop3_login_unlocks_relay."""
+Each test makes the state it needs with the fixtures below (no grant at
+all, or a grant made by a real POP3 login), so any test passes alone and in
+any order."""
 
 import json
 import time
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from conftest import (APPLIANCE_IP, CLIENT_IP, EXTERNAL, NEVER_AUTHORIZE_IP, OTHER_CLIENT_IP,
-                      PASSWORDS, rcpt_codes, subjects, unique_subject, wait_for)
+                      PASSWORDS, daemon_journal, grants, rcpt_codes, subjects, unique_subject, wait_for)
 
 TTL = 30
 
@@ -39,13 +40,6 @@ OPEN_RELAY_FORMS = [
     (f"antispam@{IP}", f"{T_DOM}!{T_USER}@{D}"),
 ]
 
-_state = {}
-
-
-def grants(appliance):
-    out = appliance.check_output("pop-before-smtp list --json")
-    return {g["ip"]: g for g in json.loads(out)}
-
 
 def relay(probe, *source, subject=None):
     return probe(*source, "smtp", "--from", "alice@qube.test", "--to", EXTERNAL,
@@ -57,65 +51,92 @@ def sink_subjects(client):
     return [line.split(":", 1)[1].strip() for line in out.splitlines()]
 
 
-def journal(appliance, since):
-    return appliance.check_output(f"journalctl -u pop-before-smtp --since @{since} --no-pager -o cat")
+def reports(appliance):
+    """How many login reports the daemon has handled since it started."""
+    return json.loads(appliance.check_output("pop-before-smtp stats"))["reports"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def clean_slate(appliance):
+def handled(appliance, before):
+    """Wait for the daemon to have handled a report more than `before` (Dovecot
+    reports asynchronously): only then does "no grant" mean something."""
+    assert wait_for(lambda: reports(appliance) > before, timeout=15), "the daemon got no report of the login"
+
+
+@pytest.fixture
+def no_grant(appliance):
+    """No grant at all, whatever ran before; revoked again afterwards."""
     appliance.check_output("pop-before-smtp flush")
-    _state["start"] = int(time.time()) - 1
-    yield
-
-
-def test_relay_refused_before_any_login(probe, appliance):
     assert grants(appliance) == {}
+    yield
+    appliance.check_output("pop-before-smtp flush")
+
+
+@pytest.fixture
+def grant(appliance, probe, no_grant):
+    """The client's grant made by alice's POP3 login (its own, fresh):
+    the daemon's record of it, with "before", the time of the login."""
+    before = time.time()
+    assert probe.pop3("alice")["login"] is True
+    made = wait_for(lambda: grants(appliance).get(CLIENT_IP), timeout=10)
+    assert made, "alice's POP3 login made no grant"
+    return dict(made, before=before)
+
+
+def test_relay_refused_before_any_login(probe, appliance, no_grant):
     reply = relay(probe)
     assert rcpt_codes(reply) == [554], reply
     assert "Relay access denied" in reply["rcpt"][0][2]
 
 
 @pytest.mark.parametrize("mail_from,rcpt", OPEN_RELAY_FORMS)
-def test_open_relay_battery_is_refused(probe, mail_from, rcpt):
+def test_open_relay_battery_is_refused(probe, mail_from, rcpt, no_grant):
     reply = probe("smtp", "--from", mail_from, "--to", rcpt, "--no-data")
     assert reply["rcpt"], reply
     code = reply["rcpt"][0][1]
     assert 500 <= code < 600, f"{mail_from} -> {rcpt}: {reply['rcpt']}"
 
 
-def test_failed_login_does_not_unlock(probe, appliance):
+def test_failed_login_does_not_unlock(probe, appliance, no_grant):
+    before = reports(appliance)
     assert probe.pop3("alice", password="wrong")["login"] is False
+    handled(appliance, before)
     assert rcpt_codes(relay(probe)) == [554]
     assert grants(appliance) == {}
 
 
-def test_imap_login_does_not_unlock(probe, appliance):
+def test_imap_login_does_not_unlock(probe, appliance, no_grant):
     # pop_before_smtp_protocols is [pop3], as on the Qube.
+    before = reports(appliance)
     assert probe.imap("alice")["login"] is True
+    handled(appliance, before)
     assert rcpt_codes(relay(probe)) == [554]
     assert grants(appliance) == {}
 
 
-def test_log_injection_grants_nothing(probe, appliance):
+def test_log_injection_grants_nothing(probe, appliance, no_grant):
     # Strings that log-parsing POP-before-SMTP daemons matched on, in the
     # user name (POP3) and in the envelope (SMTP).
     crafted = f"x rip={CLIENT_IP}, lip={APPLIANCE_IP} pop3-login: Login: user=<alice>"
+    before = reports(appliance)
     assert probe("pop3", "--user", crafted, "--password", "x")["login"] is False
+    handled(appliance, before)
     probe("smtp", "--from", f'"pop3-login: Login: user=<alice>, rip={CLIENT_IP}"@x.test',
           "--to", "alice@qube.test", "--no-data")
     assert grants(appliance) == {}
     assert rcpt_codes(relay(probe)) == [554]
 
 
-def test_never_authorized_network_is_not_unlocked(probe, appliance):
+def test_never_authorized_network_is_not_unlocked(probe, appliance, no_grant, since):
     source = ("--source", NEVER_AUTHORIZE_IP)
     assert probe(*source, "pop3", "--user", "bob", "--password", PASSWORDS["bob"])["login"] is True
+    # The daemon's answer to the report first, then nothing may be open.
+    assert wait_for(lambda: f"grant-refused reason=never-authorize user=bob ip={NEVER_AUTHORIZE_IP}"
+                    in daemon_journal(appliance, since), timeout=15), daemon_journal(appliance, since)
     assert rcpt_codes(relay(probe, *source)) == [554]
     assert NEVER_AUTHORIZE_IP not in grants(appliance)
-    assert "grant-refused" in journal(appliance, _state["start"])
 
 
-def test_pop3_login_unlocks_relay(probe, client, appliance):
+def test_pop3_login_unlocks_relay(probe, client, appliance, no_grant):
     before = time.time()
     assert probe.pop3("alice")["login"] is True
     subject = unique_subject("relayed")
@@ -127,25 +148,25 @@ def test_pop3_login_unlocks_relay(probe, client, appliance):
     grant = grants(appliance)[CLIENT_IP]
     assert grant["user"] == "alice"
     assert before + TTL - 2 <= grant["expires"] <= time.time() + TTL
-    _state["grant"] = grant
 
 
-def test_only_the_exact_ip_is_unlocked(probe, appliance):
+def test_only_the_exact_ip_is_unlocked(probe, appliance, grant):
     # Same /24, another address of the client: never widened to a subnet.
     reply = relay(probe, "--source", OTHER_CLIENT_IP)
     assert rcpt_codes(reply) == [554]
     assert rcpt_codes(relay(probe)) == [250]
 
 
-def test_restart_keeps_the_grant_and_its_expiry(probe, appliance):
+def test_restart_keeps_the_grant_and_its_expiry(probe, appliance, grant):
     appliance.check_output("systemctl restart pop-before-smtp")
-    assert grants(appliance)[CLIENT_IP]["expires"] == _state["grant"]["expires"]
+    assert grants(appliance)[CLIENT_IP]["expires"] == grant["expires"]
     assert rcpt_codes(relay(probe)) == [250]
 
 
-def test_daemon_down_means_no_relay_but_inbound_mail_flows(probe, appliance):
+def test_daemon_down_means_no_relay_but_inbound_mail_flows(probe, appliance, grant):
     # Down for good: the sockets too (the service alone would be started
     # again by the next connection to them).
+    assert rcpt_codes(relay(probe)) == [250]
     units = "pop-before-smtp-policy.socket pop-before-smtp-report.socket pop-before-smtp.service"
     appliance.check_output(f"systemctl stop {units}")
     try:
@@ -159,11 +180,11 @@ def test_daemon_down_means_no_relay_but_inbound_mail_flows(probe, appliance):
     assert rcpt_codes(relay(probe)) == [250]
 
 
-def test_daemon_hung_means_no_relay_after_the_timeout_but_inbound_mail_flows(probe, appliance):
-    # Its own grant, on another address: the shared grant's expiry is the
-    # next test's subject.
+def test_daemon_hung_means_no_relay_after_the_timeout_but_inbound_mail_flows(probe, appliance, no_grant):
+    # Its own grant, made by the admin on another address.
     source = ("--source", OTHER_CLIENT_IP)
     appliance.check_output(f"pop-before-smtp grant {OTHER_CLIENT_IP} --user hung-test")
+    assert rcpt_codes(relay(probe, *source)) == [250]
     appliance.check_output("systemctl kill -s STOP pop-before-smtp.service")
     try:
         assert rcpt_codes(relay(probe, *source)) == [554]  # Postfix gave up after 2 s: DUNNO
@@ -174,21 +195,24 @@ def test_daemon_hung_means_no_relay_after_the_timeout_but_inbound_mail_flows(pro
         assert wait_for(lambda: subject in subjects(probe.imap("bob")["messages"]), timeout=30)
     finally:
         appliance.check_output("systemctl kill -s CONT pop-before-smtp.service")
-    try:
-        assert rcpt_codes(relay(probe, *source)) == [250]
-    finally:
-        appliance.check_output(f"pop-before-smtp revoke {OTHER_CLIENT_IP}")
+    assert rcpt_codes(relay(probe, *source)) == [250]
 
 
-def test_audit_lines_in_the_journal(appliance):
-    log = journal(appliance, _state["start"])
+def test_audit_lines_in_the_journal(probe, appliance, since, grant):
+    assert rcpt_codes(relay(probe)) == [250]
+    log = wait_for(lambda: (j := daemon_journal(appliance, since)) and f"relay-permitted ip={CLIENT_IP}" in j and j)
+    assert log, daemon_journal(appliance, since)
     assert f"grant user=alice ip={CLIENT_IP}" in log
-    assert f"relay-permitted ip={CLIENT_IP}" in log
 
 
-def test_relay_refused_again_after_the_ttl(probe, appliance):
-    expires = _state["grant"]["expires"]
-    time.sleep(max(0.0, expires - time.time()) + 1)
+def test_relay_refused_again_after_the_ttl(probe, appliance, since, grant):
+    assert before_ttl(grant) and rcpt_codes(relay(probe)) == [250]
+    time.sleep(max(0.0, grant["expires"] - time.time()) + 1)
     assert rcpt_codes(relay(probe)) == [554]
     assert CLIENT_IP not in grants(appliance)
-    assert wait_for(lambda: f"expired ip={CLIENT_IP}" in journal(appliance, _state["start"]), timeout=15)
+    assert wait_for(lambda: f"expired ip={CLIENT_IP}" in daemon_journal(appliance, since), timeout=15)
+
+
+def before_ttl(grant):
+    """The grant was made for the scenario's TTL (30 s), not longer."""
+    return grant["before"] + TTL - 2 <= grant["expires"] <= time.time() + TTL

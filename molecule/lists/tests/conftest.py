@@ -1,4 +1,5 @@
-"""Fixtures of the lists scenario: appliance, client, and the external sink."""
+"""Fixtures of the lists scenario: appliance, client, and the external sink
+(the shared ones are tests/integration/fixtures.py's)."""
 
 import json
 import pathlib
@@ -8,8 +9,11 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "integration"))
 
-from probe import Probe, host  # noqa: E402
+from fixtures import Testbed, appliance, client, journal, probe, since  # noqa: E402,F401
+from probe import host, run_site  # noqa: E402
 
+SCENARIO = pathlib.Path(__file__).resolve().parents[1]
+DOMAIN = "qube.test"
 APPLIANCE_IP = "172.30.1.10"
 PASSWORDS = {"alice": "alice-test-pw", "bob": "bob-test-pw", "carol": "carol-test-pw", "dave": "dave-test-pw"}
 
@@ -26,23 +30,14 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="session")
-def appliance():
-    return host("qubemail-lists-appliance")
-
-
-@pytest.fixture(scope="session")
-def client():
-    return host("qubemail-lists-client")
+def testbed():
+    return Testbed(appliance="qubemail-lists-appliance", client="qubemail-lists-client",
+                   appliance_ip=APPLIANCE_IP, passwords=PASSWORDS)
 
 
 @pytest.fixture(scope="session")
 def external():
     return host("qubemail-lists-external")
-
-
-@pytest.fixture(scope="session")
-def probe(client):
-    return Probe(client, APPLIANCE_IP, PASSWORDS)
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +50,37 @@ def sink(external):
 def header(message, name):
     """All values of header `name` in a mailprobe/sink message."""
     return [v for k, v in message["headers"] if k.lower() == name.lower()]
+
+
+def subscribers(appliance, list_name):
+    out = appliance.check_output(f"mlmmj-list -L /var/spool/mlmmj/{list_name}")
+    return set(out.split())
+
+
+def unsubscribed(appliance, list_name, address):
+    """`address` off `list_name` (quietly, as the list's owner) if a test
+    subscribed it before; returns the subscribers left."""
+    appliance.check_output(f"/usr/bin/mlmmj-unsub -L /var/spool/mlmmj/{list_name} -a {address} -q -s")
+    return subscribers(appliance, list_name)
+
+
+def converge(extra_vars):
+    """playbooks/site.yml on the appliance with the scenario's inventory and `extra_vars`."""
+    run, _ = run_site("qubemail-lists-appliance", extra_vars, SCENARIO / "group_vars")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    return run
+
+
+@pytest.fixture
+def bob_left_sales(probe):
+    """The inventory without bob in sales and without the staff group (so
+    without its list), as an admin would edit it; bob was a member with the
+    archive subscribed before. The scenario's inventory is converged again
+    afterwards."""
+    assert "Mailing Lists/sales" in probe.imap("bob")["subscribed"], "bob was not a member of sales to begin with"
+    groups = [{"name": "sales", "members": ["alice"],
+               "list": {"description": "Sales team", "archive": True, "archive_retention_days": 365}}]
+    try:
+        yield converge({"qubemail_groups": groups})
+    finally:
+        converge({})

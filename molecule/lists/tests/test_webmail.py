@@ -1,7 +1,8 @@
 """WebMail in a real browser (Debian's headless Chromium driven by Selenium,
 on the machine running molecule): list members read their archives under
-"Mailing Lists", everyone else sees no such folder. Runs after
-test_lists.py, which leaves sales with alice as its only member (bob left)."""
+"Mailing Lists", everyone else sees no such folder. Each test makes what
+it needs (the archived thread, bob leaving sales: conftest.py), so any test
+passes alone and in any order."""
 
 import pathlib
 import re
@@ -13,8 +14,8 @@ import urllib.request
 import uuid
 
 import pytest
-from conftest import APPLIANCE_IP, PASSWORDS
-from probe import rcpt_codes, run_site, subjects, wait_for
+from conftest import APPLIANCE_IP, DOMAIN, PASSWORDS, converge
+from probe import rcpt_codes, subjects, wait_for
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "clients"))
 from mailprobe import tls_context  # noqa: E402
@@ -23,8 +24,6 @@ from webmail import WebMail, browser  # noqa: E402
 testinfra_hosts = ["docker://qubemail-lists-appliance"]
 
 URL = f"https://{APPLIANCE_IP}/"
-SCENARIO = pathlib.Path(__file__).resolve().parents[1]
-DOMAIN = "qube.test"
 ARCHIVE = "Mailing Lists/sales"
 # Screenshots for a human to look at when a test fails (or to refresh docs/img/).
 SHOTS = pathlib.Path(__file__).resolve().parents[3] / ".cache" / "webmail"
@@ -114,9 +113,10 @@ def test_non_member_has_no_mailing_lists(session, thread):
     assert "Mailing Lists" not in session.folder_pane_text()
 
 
-def test_former_member_no_longer_sees_the_archive(session, thread):
-    # bob left sales in test_lists.py; his old subscription shows nothing.
+def test_former_member_no_longer_sees_the_archive(session, thread, bob_left_sales):
+    # bob had the archive subscribed; after he left, it shows nothing.
     assert session.login("bob", PASSWORDS["bob"]), session.login_error()
+    assert "INBOX" in session.folders()
     assert not [f for f in session.folders() if f.startswith("Mailing Lists")]
 
 
@@ -194,8 +194,7 @@ def test_webmail_with_imap_and_smtp_off_and_tls_required(appliance, probe, sessi
     variant = {"pop_imap_enabled": False, "mta_smtp_enabled": False, "pop_plaintext_auth_from_loopback": False}
     subject = f"Toggles off {uuid.uuid4().hex[:8]}"
     try:
-        run, _ = run_site("qubemail-lists-appliance", variant, SCENARIO / "group_vars")
-        assert run.returncode == 0, run.stdout[-3000:]
+        converge(variant)
         for port in (25, 143):
             assert not appliance.socket(f"tcp://0.0.0.0:{port}").is_listening
             assert appliance.socket(f"tcp://127.0.0.1:{port}").is_listening
@@ -207,8 +206,7 @@ def test_webmail_with_imap_and_smtp_off_and_tls_required(appliance, probe, sessi
         refused = session.send(f"mlarchive+sales@{DOMAIN}", f"forged {subject}", "Into the archive?")
         assert refused.startswith("SMTP Error (554)"), refused
     finally:
-        run, _ = run_site("qubemail-lists-appliance", {}, SCENARIO / "group_vars")
-        assert run.returncode == 0, run.stdout[-3000:]
+        converge({})
     assert wait_for(lambda: [m for m in probe.imap("carol")["messages"] if m["subject"] == subject], timeout=30)
     archived = subjects(probe.imap("alice", mailbox=ARCHIVE)["messages"])
     assert not [s for s in archived if subject in s]
@@ -216,16 +214,14 @@ def test_webmail_with_imap_and_smtp_off_and_tls_required(appliance, probe, sessi
 
 def test_turning_webmail_off_and_on_again(appliance, probe, session):
     key = des_key(appliance)
-    run, _ = run_site("qubemail-lists-appliance", {"webmail_enabled": False}, SCENARIO / "group_vars")
-    assert run.returncode == 0, run.stdout[-3000:]
+    converge({"webmail_enabled": False})
     assert not appliance.service("apache2").is_running
     assert not appliance.service("apache2").is_enabled
     with pytest.raises(urllib.error.URLError):
         fetch(URL)
     # Mail itself is untouched.
     assert probe.imap("alice")["login"]
-    run, _ = run_site("qubemail-lists-appliance", {}, SCENARIO / "group_vars")
-    assert run.returncode == 0, run.stdout[-3000:]
+    converge({})
     assert appliance.service("apache2").is_running and appliance.service("apache2").is_enabled
     assert des_key(appliance) == key, "the secret changed"
     assert session.login("alice", PASSWORDS["alice"]), session.login_error()
@@ -236,10 +232,7 @@ def test_a_new_certificate_reaches_webmail_and_imap(appliance, tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
                     "/CN=mail.qube.test", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    run, _ = run_site("qubemail-lists-appliance",
-                      {"qubemail_tls_certificate": cert.read_text(), "qubemail_tls_private_key": key.read_text()},
-                      SCENARIO / "group_vars")
-    assert run.returncode == 0, run.stdout[-3000:]
+    run = converge({"qubemail_tls_certificate": cert.read_text(), "qubemail_tls_private_key": key.read_text()})
     assert "RUNNING HANDLER [webmail : Reload Apache for the new certificate]" in run.stdout
     wanted = ssl.PEM_cert_to_DER_cert(cert.read_text())
     for port in (443, 993):

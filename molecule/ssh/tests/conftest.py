@@ -1,6 +1,7 @@
 """Fixtures of the ssh scenario: the record of the README's commands run on
 the host (tests/readme.py, made by converge or, failing that, here), and
-real mail sessions from this machine, the admin's side of the network."""
+real mail sessions from this machine, the admin's side of the network
+(the shared fixtures are tests/integration/fixtures.py's)."""
 
 import json
 import pathlib
@@ -14,7 +15,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[2] / "tests" / "integration"))
 
 import readme  # noqa: E402
-from probe import Probe, host, rcpt_codes, subjects, unique_subject, wait_for  # noqa: E402,F401
+from fixtures import Testbed, appliance  # noqa: E402,F401
+from probe import Probe, rcpt_codes, subjects, unique_subject, wait_for  # noqa: E402,F401
 
 MAILPROBE = HERE.parents[2] / "tests" / "clients" / "mailprobe.py"
 
@@ -60,8 +62,9 @@ def command(record, fragment, again=False):
 
 
 @pytest.fixture(scope="session")
-def appliance(scenario):
-    return host(scenario.container)
+def testbed(scenario):
+    """The host only: this scenario's mail sessions run from this machine."""
+    return Testbed(appliance=scenario.container, appliance_ip=scenario.address, passwords=readme.PASSWORDS)
 
 
 @pytest.fixture(scope="session")
