@@ -42,10 +42,17 @@ docs:
 unit:
 	python -m pytest -q tests/unit
 
+# The scenarios share nothing (own containers, networks and addresses), so
+# they run side by side: MOLECULE_JOBS at once (2: a converge leaves this
+# machine's CPUs half idle), longest first; each one's output is shown whole
+# when it ends (scripts/molecule-scenario.sh). `make molecule-lists` runs one.
+SCENARIOS ?= lists default ssh
+MOLECULE_JOBS ?= 2
 molecule:
-	molecule test --no-command-borders -s default
-	molecule test --no-command-borders -s lists
-	molecule test --no-command-borders -s ssh
+	@$(MAKE) --no-print-directory -k -j$(MOLECULE_JOBS) $(addprefix molecule-,$(SCENARIOS))
+
+molecule-%:
+	@bash scripts/molecule-scenario.sh $*
 
 bench: setup
 	@python3 bench/pop_before_smtp_hostile.py
