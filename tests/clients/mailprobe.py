@@ -149,6 +149,8 @@ def cmd_pop3(args):
         pop = pop3_login(args)
         out["login"] = True
         count, _ = pop.stat()
+        # The unique ids a client keeps to know what it already has.
+        out["uidl"] = [line.split()[1].decode() for line in pop.uidl()[1]]
         raw = [b"\r\n".join(pop.retr(i + 1)[1]) for i in range(count)]
         out["messages"] = _subjects(raw)
         pop.quit()
@@ -162,6 +164,10 @@ def _mailbox_name(line):
     text = line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)
     name = text.split(') ', 1)[1].split(' ', 1)[1]
     return name[1:-1] if name.startswith('"') else name
+
+
+def _imap_quoted(text):
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def cmd_imap(args):
@@ -181,15 +187,22 @@ def cmd_imap(args):
         out["subscribed"] = [_mailbox_name(line) for line in listing if line]
         # STATUS must not tell a reader without rights anything either.
         out["status"], _ = imap.status(f'"{args.mailbox}"', "(MESSAGES)")
-        status, _ = imap.select(f'"{args.mailbox}"', readonly=True)
+        status, _ = imap.select(f'"{args.mailbox}"', readonly=not args.read)
         out["select"] = status
-        raw = []
+        raw, flags = [], []
         if status == "OK":
+            if args.read:  # as a mail client reading them: \Seen
+                _, data = imap.search(None, "SUBJECT", _imap_quoted(args.read))
+                for num in data[0].split():
+                    imap.fetch(num, "(BODY[])")
             _, data = imap.search(None, "ALL")
             for num in data[0].split():
-                _, parts = imap.fetch(num, "(BODY.PEEK[])")
+                _, parts = imap.fetch(num, "(FLAGS BODY.PEEK[])")
                 raw.append(parts[0][1])
+                flags.append(sorted(f.decode() for f in imaplib.ParseFlags(parts[0][0])))
         out["messages"] = _subjects(raw)
+        # Each message's flags, in the order of messages.
+        out["flags"] = flags
         imap.logout()
     except (imaplib.IMAP4.error, OSError) as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
@@ -364,6 +377,7 @@ def main(argv=None):
         p.add_argument("--tls", choices=tls_choices, default=default)
         if name == "imap":
             p.add_argument("--mailbox", default="INBOX")
+            p.add_argument("--read", metavar="SUBJECT", help="read (fetch, so \\Seen) the messages whose subject has SUBJECT")
         if name in ("unlock", "login-time"):
             p.add_argument("--count", type=int, default=1)
         if name in ("unlock", "expiry"):

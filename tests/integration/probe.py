@@ -47,9 +47,11 @@ class Probe:
     def pop3(self, user, password=None, tls="stls"):
         return self("pop3", "--user", user, "--password", password or self.passwords[user], "--tls", tls)
 
-    def imap(self, user, password=None, tls="starttls", mailbox="INBOX"):
+    def imap(self, user, password=None, tls="starttls", mailbox="INBOX", read=None):
+        """The mailboxes and `mailbox`'s messages with their flags; `read`:
+        first read (so \\Seen) the messages whose subject has this text."""
         return self("imap", "--user", user, "--password", password or self.passwords[user],
-                    "--tls", tls, "--mailbox", mailbox)
+                    "--tls", tls, "--mailbox", mailbox, *(["--read", read] if read else []))
 
 
     def handshake(self, port, cipher, protocol="tls1_2", starttls=None):

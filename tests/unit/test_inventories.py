@@ -14,7 +14,8 @@ from conftest import ROOT, load_filter
 qf = load_filter("qubemail_placeholders")
 
 INVENTORIES = ["inventory/example/group_vars/qubemail", "inventory/demo/group_vars/qubemail.yml",
-               "molecule/lists/group_vars/qubemail.yml", "molecule/default/molecule.yml"]
+               "molecule/lists/group_vars/qubemail.yml", "molecule/default/group_vars", "molecule/debian12/group_vars",
+               "molecule/upgrade/group_vars"]
 
 
 def load(path):
@@ -22,9 +23,6 @@ def load(path):
     "{{ vault_... }}" references resolved from them (as Ansible would)."""
     path = ROOT / path
     variables = {}
-    if path.name == "molecule.yml":  # the scenario's inline inventory; molecule reads $$ as $
-        inline = yaml.safe_load(path.read_text())["provisioner"]["inventory"]["group_vars"]["qubemail"]
-        return yaml.safe_load(yaml.safe_dump(inline).replace("$$", "$"))
     for part in sorted(path.glob("*.yml")) if path.is_dir() else [path]:
         variables.update(yaml.safe_load(part.read_text()))
 

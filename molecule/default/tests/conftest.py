@@ -2,7 +2,7 @@
 mail sessions from the client container (tests/integration/probe.py); the
 fixtures themselves are tests/integration/fixtures.py's."""
 
-import json
+import os
 import pathlib
 import sys
 
@@ -10,27 +10,25 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "integration"))
 
-from fixtures import Testbed, appliance, client, journal, probe, since  # noqa: E402,F401
+from fixtures import (Testbed, appliance, client, grants, journal, platforms, probe, since,  # noqa: E402,F401
+                      sink_subjects)
 from probe import rcpt_codes, subjects, unique_subject, wait_for  # noqa: E402,F401
 
-APPLIANCE_IP = "172.30.0.10"
-CLIENT_IP = "172.30.0.20"
-DENIED_IP = "172.30.0.30"  # in mta_denied_hosts
-NEVER_AUTHORIZE_IP = "172.30.0.40"  # in pop_before_smtp_never_authorize
-OTHER_CLIENT_IP = "172.30.0.50"  # the client again, neither denied nor excluded
+# This scenario's containers, or debian12's when it runs these tests.
+(APPLIANCE, APPLIANCE_IP), (CLIENT, CLIENT_IP) = (platforms("default")[g] for g in ("qubemail", "clients"))
+SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME") or "default"
+NET = APPLIANCE_IP.rsplit(".", 1)[0]  # group_vars/all.yml's testbed_net
+DENIED_IP = f"{NET}.30"  # in mta_denied_hosts
+NEVER_AUTHORIZE_IP = f"{NET}.40"  # in pop_before_smtp_never_authorize
+OTHER_CLIENT_IP = f"{NET}.50"  # the client again, neither denied nor excluded
 PASSWORDS = {"alice": "alice-test-pw", "bob": "bob-test-pw", "carol": "carol-test-pw"}
 EXTERNAL = "someone@external.test"  # routed by the smart relay to the client's sink
 
 
 @pytest.fixture(scope="session")
 def testbed():
-    return Testbed(appliance="qubemail-appliance", client="qubemail-client",
+    return Testbed(appliance=APPLIANCE, client=CLIENT,
                    appliance_ip=APPLIANCE_IP, passwords=PASSWORDS)
-
-
-def grants(appliance):
-    """POP-before-SMTP's live grants, by address."""
-    return {g["ip"]: g for g in json.loads(appliance.check_output("pop-before-smtp list --json"))}
 
 
 def daemon_journal(appliance, since):

@@ -3,8 +3,9 @@
 import re
 
 import pytest
+from conftest import APPLIANCE
 
-testinfra_hosts = ["docker://qubemail-appliance"]
+testinfra_hosts = [f"docker://{APPLIANCE}"]
 
 
 @pytest.mark.parametrize("service", ["postfix", "dovecot", "pop-before-smtp"])

@@ -7,9 +7,10 @@ import hashlib
 import subprocess
 
 import pytest
+from conftest import APPLIANCE
 from probe import recap_changed, run_site
 
-testinfra_hosts = ["docker://qubemail-appliance"]
+testinfra_hosts = [f"docker://{APPLIANCE}"]
 
 WATCHED = ["/etc/mailname", "/etc/postfix/main.cf", "/etc/aliases", "/etc/dovecot/dovecot.conf",
            "/etc/dovecot/qubemail-users", "/etc/pop-before-smtp/pop-before-smtp.conf"]
@@ -84,7 +85,7 @@ def digest(host):
 def test_bad_input_changes_nothing_and_names_every_field(host, case):
     bad, expected_lines = CASES[case]
     before = digest(host)
-    run, _ = run_site("qubemail-appliance",
+    run, _ = run_site(APPLIANCE,
                       {"qubemail_hostname": "mail.qube.test", "qubemail_domains": ["qube.test"], **bad})
     changes_nothing(host, run, before, expected_lines)
 
@@ -108,6 +109,6 @@ def test_a_value_validation_cannot_read_stops_the_play(host, tmp_path, way):
         (tmp_path / "users.yml").write_text(f"qubemail_users:\n  - name: alice\n    password: !vault |\n{lines}")
         extra, args, expected = good, ("-e", f"@{tmp_path / 'users.yml'}"), "no vault secrets"
     before = digest(host)
-    run, _ = run_site("qubemail-appliance", extra, args=args)
+    run, _ = run_site(APPLIANCE, extra, args=args)
     changes_nothing(host, run, before, [expected])
 

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from conftest import EXTERNAL, NEVER_AUTHORIZE_IP, OTHER_CLIENT_IP, PASSWORDS, grants, rcpt_codes, wait_for
+from conftest import (APPLIANCE, EXTERNAL, NEVER_AUTHORIZE_IP, OTHER_CLIENT_IP, PASSWORDS, SCENARIO, grants,
+                      rcpt_codes, wait_for)
 from conftest import daemon_journal as journal_since
 from probe import run_site_scenario
 
@@ -270,7 +271,7 @@ def test_only_a_whole_login_grants_and_the_account_is_recorded(appliance, probe)
 
 def test_the_token_rotates_by_a_play_variable_and_is_never_logged(appliance, probe):
     old = appliance.check_output("cat /etc/pop-before-smtp/token")
-    run, _ = run_site_scenario("qubemail-appliance", "default", {"pop_before_smtp_rotate_token": True})
+    run, _ = run_site_scenario(APPLIANCE, SCENARIO, {"pop_before_smtp_rotate_token": True})
     assert run.returncode == 0, run.stdout[-3000:]
     new = appliance.check_output("cat /etc/pop-before-smtp/token")
     assert new != old and len(new) == 64

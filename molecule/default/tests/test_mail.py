@@ -1,9 +1,9 @@
 """Mail in and out of the appliance with real SMTP, POP3 and IMAP sessions
 from the client container."""
 
-from conftest import DENIED_IP, rcpt_codes, subjects, unique_subject, wait_for
+from conftest import CLIENT, DENIED_IP, rcpt_codes, subjects, unique_subject, wait_for
 
-testinfra_hosts = ["docker://qubemail-client"]
+testinfra_hosts = [f"docker://{CLIENT}"]
 
 
 def _arrives(probe, user, subject, protocol="pop3"):

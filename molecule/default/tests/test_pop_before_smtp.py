@@ -12,7 +12,8 @@ import time
 import pytest
 
 from conftest import (APPLIANCE_IP, CLIENT_IP, EXTERNAL, NEVER_AUTHORIZE_IP, OTHER_CLIENT_IP,
-                      PASSWORDS, daemon_journal, grants, rcpt_codes, subjects, unique_subject, wait_for)
+                      PASSWORDS, daemon_journal, grants, rcpt_codes, sink_subjects, subjects, unique_subject,
+                      wait_for)
 
 TTL = 30
 
@@ -44,11 +45,6 @@ OPEN_RELAY_FORMS = [
 def relay(probe, *source, subject=None):
     return probe(*source, "smtp", "--from", "alice@qube.test", "--to", EXTERNAL,
                  "--subject", subject or unique_subject("relay"))
-
-
-def sink_subjects(client):
-    out = client.run("grep -rh '^Subject:' /var/spool/sink/new /var/spool/sink/cur 2>/dev/null").stdout
-    return [line.split(":", 1)[1].strip() for line in out.splitlines()]
 
 
 def reports(appliance):

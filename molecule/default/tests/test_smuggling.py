@@ -5,9 +5,9 @@ messages it queued; the mailbox then shows what was delivered."""
 
 import pytest
 
-from conftest import subjects, unique_subject, wait_for
+from conftest import CLIENT, subjects, unique_subject, wait_for
 
-testinfra_hosts = ["docker://qubemail-client"]
+testinfra_hosts = [f"docker://{CLIENT}"]
 
 EHLO = r"1:EHLO client.test\r\n"
 ENVELOPE = r"3:MAIL FROM:<probe@client.test>\r\nRCPT TO:<carol@qube.test>\r\nDATA\r\n"

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "integration"))
 
-from fixtures import Testbed, appliance, client, journal, probe, since  # noqa: E402,F401
+from fixtures import Testbed, appliance, client, journal, probe, since, subscribers  # noqa: E402,F401
 from probe import host, run_site  # noqa: E402
 
 SCENARIO = pathlib.Path(__file__).resolve().parents[1]
@@ -50,11 +50,6 @@ def sink(external):
 def header(message, name):
     """All values of header `name` in a mailprobe/sink message."""
     return [v for k, v in message["headers"] if k.lower() == name.lower()]
-
-
-def subscribers(appliance, list_name):
-    out = appliance.check_output(f"mlmmj-list -L /var/spool/mlmmj/{list_name}")
-    return set(out.split())
 
 
 def unsubscribed(appliance, list_name, address):
