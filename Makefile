@@ -46,7 +46,7 @@ unit:
 # they run side by side: MOLECULE_JOBS at once (2: a converge leaves this
 # machine's CPUs half idle), longest first; each one's output is shown whole
 # when it ends (scripts/molecule-scenario.sh). `make molecule-lists` runs one.
-SCENARIOS ?= lists default ssh
+SCENARIOS ?= upgrade lists default debian12 ssh
 MOLECULE_JOBS ?= 2
 molecule:
 	@$(MAKE) --no-print-directory -k -j$(MOLECULE_JOBS) $(addprefix molecule-,$(SCENARIOS))

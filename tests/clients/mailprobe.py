@@ -6,7 +6,8 @@ object, so a test on the controller can assert on every server reply:
 
   mailprobe smtp --server H --from A --to B [--to C ...] [--subject S] [--size N]
   mailprobe pop3 --server H --user U --password P [--tls stls|ssl|none]
-  mailprobe imap --server H --user U --password P [--tls starttls|ssl|none] [--mailbox M]
+  mailprobe imap --server H --user U --password P [--tls starttls|ssl|none] [--mailbox M] [--read SUBJECT]
+  mailprobe imap-ask --server H --user U --password P --mailbox M --ask status|list|lsub|select|examine|myrights|getacl ...
   mailprobe unlock --server H --user U --password P --to X [--count N]
   mailprobe expiry --server H --user U --password P --to X
   mailprobe login-time --server H --user U --password P [--count N]
@@ -170,16 +171,21 @@ def _imap_quoted(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def imap_login(args):
+    if args.tls == "ssl":
+        imap = imaplib.IMAP4_SSL(args.server, args.port or 993, ssl_context=tls_context(), timeout=args.timeout)
+    else:
+        imap = imaplib.IMAP4(args.server, args.port or 143, timeout=args.timeout)
+        if args.tls == "starttls":
+            imap.starttls(ssl_context=tls_context())
+    imap.login(args.user, args.password)
+    return imap
+
+
 def cmd_imap(args):
     out = {"login": False}
     try:
-        if args.tls == "ssl":
-            imap = imaplib.IMAP4_SSL(args.server, args.port or 993, ssl_context=tls_context(), timeout=args.timeout)
-        else:
-            imap = imaplib.IMAP4(args.server, args.port or 143, timeout=args.timeout)
-            if args.tls == "starttls":
-                imap.starttls(ssl_context=tls_context())
-        imap.login(args.user, args.password)
+        imap = imap_login(args)
         out["login"] = True
         _, listing = imap.list()
         out["mailboxes"] = [_mailbox_name(line) for line in listing if line]
@@ -203,6 +209,38 @@ def cmd_imap(args):
         out["messages"] = _subjects(raw)
         # Each message's flags, in the order of messages.
         out["flags"] = flags
+        imap.logout()
+    except (imaplib.IMAP4.error, OSError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+ASK = {
+    "status": lambda imap, box: imap.status(box, "(MESSAGES RECENT UIDNEXT UNSEEN)"),
+    "list": lambda imap, box: imap.list('""', box),
+    "lsub": lambda imap, box: imap.lsub('""', box),
+    "select": lambda imap, box: imap.select(box),
+    "examine": lambda imap, box: imap.select(box, readonly=True),
+    "myrights": lambda imap, box: imap.myrights(box),
+    "getacl": lambda imap, box: imap.getacl(box),
+}
+
+
+def cmd_imap_ask(args):
+    """One IMAP session that asks each --ask about --mailbox, in order, and
+    nothing else: {"answers": [[command, status, [untagged data]], ...]}."""
+    out = {"login": False, "answers": []}
+    try:
+        imap = imap_login(args)
+        out["login"] = True
+        box = _imap_quoted(args.mailbox)
+        for command in args.ask:
+            try:
+                status, data = ASK[command](imap, box)
+            except imaplib.IMAP4.error as exc:  # BAD, or NO where imaplib raises
+                status, data = "ERROR", [str(exc)]
+            data = [d.decode("utf-8", "replace") if isinstance(d, bytes) else str(d) for d in data if d is not None]
+            out["answers"].append([command, status, data])
         imap.logout()
     except (imaplib.IMAP4.error, OSError) as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
@@ -368,6 +406,7 @@ def main(argv=None):
 
     for name, tls_choices, default in (("pop3", ["stls", "ssl", "none"], "stls"),
                                        ("imap", ["starttls", "ssl", "none"], "starttls"),
+                                       ("imap-ask", ["starttls", "ssl", "none"], "starttls"),
                                        ("unlock", ["stls", "ssl", "none"], "stls"),
                                        ("expiry", ["stls", "ssl", "none"], "stls"),
                                        ("login-time", ["stls", "ssl", "none"], "stls")):
@@ -378,6 +417,9 @@ def main(argv=None):
         if name == "imap":
             p.add_argument("--mailbox", default="INBOX")
             p.add_argument("--read", metavar="SUBJECT", help="read (fetch, so \\Seen) the messages whose subject has SUBJECT")
+        if name == "imap-ask":
+            p.add_argument("--mailbox", required=True)
+            p.add_argument("--ask", action="append", choices=sorted(ASK), required=True)
         if name in ("unlock", "login-time"):
             p.add_argument("--count", type=int, default=1)
         if name in ("unlock", "expiry"):
@@ -401,7 +443,7 @@ def main(argv=None):
         args.port = 25
     if args.cmd == "https" and args.port is None:
         args.port = 443
-    handler = {"smtp": cmd_smtp, "pop3": cmd_pop3, "imap": cmd_imap,
+    handler = {"smtp": cmd_smtp, "pop3": cmd_pop3, "imap": cmd_imap, "imap-ask": cmd_imap_ask,
                "unlock": cmd_unlock, "expiry": cmd_expiry, "login-time": cmd_login_time,
                "raw": cmd_raw, "https": cmd_https}[args.cmd]
     json.dump(handler(args), sys.stdout)

@@ -109,14 +109,15 @@ def run_site(container, extra_vars, group_vars=None, args=()):
 
 
 def run_site_scenario(container, scenario, extra_vars):
-    """run_site with the inventory of molecule/<scenario> (its group_vars
-    directory, or the group_vars written in its molecule.yml)."""
+    """run_site with the inventory of molecule/<scenario> (the group_vars
+    directory its molecule.yml links, or the group_vars written there)."""
     import yaml  # the venv has it (ansible); not needed by the clients
 
     directory = PROJECT / "molecule" / scenario
-    if (directory / "group_vars").is_dir():
-        return run_site(container, extra_vars, directory / "group_vars")
     config = yaml.safe_load((directory / "molecule.yml").read_text())
+    linked = config["provisioner"]["inventory"].get("links", {}).get("group_vars")
+    if linked:
+        return run_site(container, extra_vars, directory / linked)
     groups = config["provisioner"]["inventory"]["group_vars"]
     with tempfile.TemporaryDirectory() as tmp:
         for group, values in groups.items():  # molecule's $$ escapes a literal $

@@ -14,8 +14,8 @@ from conftest import ROOT, load_filter
 qf = load_filter("qubemail_placeholders")
 
 INVENTORIES = ["inventory/example/group_vars/qubemail", "inventory/demo/group_vars/qubemail.yml",
-               "molecule/lists/group_vars/qubemail.yml", "molecule/default/group_vars", "molecule/debian12/group_vars",
-               "molecule/upgrade/group_vars"]
+               "molecule/lists/group_vars/qubemail.yml", "molecule/default/inventory/group_vars",
+               "molecule/debian12/inventory/group_vars", "molecule/upgrade/inventory/group_vars"]
 
 
 def load(path):

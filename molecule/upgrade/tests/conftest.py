@@ -26,7 +26,7 @@ def testbed():
 
 def converge(args=()):
     """playbooks/site.yml on the appliance with the scenario's inventory."""
-    run, seconds = run_site(APPLIANCE, {}, SCENARIO / "group_vars", args)
+    run, seconds = run_site(APPLIANCE, {}, SCENARIO / "inventory" / "group_vars", args)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     return run, seconds
 
