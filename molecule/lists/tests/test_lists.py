@@ -10,6 +10,7 @@ the discarded copy in mlmmj's queue/discarded, mlmmj's own log line) and for
 nothing to be left in flight for the address (settled)."""
 
 import json
+import re
 import shlex
 import uuid
 
@@ -264,9 +265,10 @@ def test_self_subscription_is_refused_on_a_closed_group_list(probe, appliance, s
     assert f"dave@{DOMAIN}" not in subscribers(appliance, "sales")
     reply = probe.send(f"sales-join@{DOMAIN}", mail_from=f"dave@{DOMAIN}", subject="subscribe")
     assert rcpt_codes(reply) == [250]
-    # mlmmj's answer: it logs the refusal (and mails no one).
-    assert wait_for(lambda: "A subscribe request was sent to a closed list. Ignoring mail"
-                    in journal(appliance, since), timeout=30), journal(appliance, since)[-3000:]
+    # mlmmj's answer: it logs the refusal (and mails no one); 1.5 says "a
+    # subscription closed list" where 1.3 says "a closed list".
+    refusal = re.compile(r"A subscribe request was sent to a (subscription )?closed list\. Ignoring mail")
+    assert wait_for(lambda: refusal.search(journal(appliance, since)), timeout=30), journal(appliance, since)[-3000:]
     settled(appliance, "dave")
     assert f"dave@{DOMAIN}" not in subscribers(appliance, "sales")
 
