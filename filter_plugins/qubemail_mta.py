@@ -326,7 +326,7 @@ def _lookup_tables(errors, field, value):
             tables.append(item)
         else:
             errors.add("%s[%d]" % (field, index), item, "expected a Postfix lookup table TYPE:/path, "
-                                                        "e.g. hash:/var/spool/mlmmj/aliases")
+                                                        "e.g. hash:/var/lib/qubemail/lists-aliases/aliases")
     return tables
 
 

@@ -38,12 +38,19 @@ options:
     description: The host's inventory name; with a user's name it makes the salt of a plain-text password, so a re-run writes the same hash.
     type: str
     required: true
+  dovecot_version:
+    description:
+      - "The Dovecot version the configuration is for, as dpkg gives it (C(1:2.4.1+dfsg1-6)) or plain (C(2.3.19)):
+        the installed package's, else the one apt would install. Dovecot 2.3 and 2.4 spell the same settings
+        differently; this picks the spelling. Empty or V(null) (not known yet) means the newest supported, 2.4."
+    type: str
+    required: false
 """
 
 EXAMPLES = r"""
 - name: Dovecot settings
   ansible.builtin.set_fact:
-    pop_config: "{{ qubemail_settings | qubemail_pop(qubemail_base, inventory_hostname) }}"
+    pop_config: "{{ qubemail_settings | qubemail_pop(qubemail_base, inventory_hostname, '1:2.4.1+dfsg1-6') }}"
 """
 
 RETURN = r"""
@@ -52,6 +59,11 @@ _value:
     - "A dict with C(protocols) (list of V(pop3), V(imap)); C(imap_local) (IMAP on 127.0.0.1 only, for WebMail);
       C(ssl) (V(yes) or V(required)); C(users) (dicts with C(name), C(logins), C(password_hash), C(password) and
       C(salt), V(null) unless a plain-text password is to be hashed); C(dovecot_conf_extra) (sorted [name, value])."
+    - "C(dovecot): what the Dovecot version spells differently, as lines the templates print: C(version)
+      ([major, minor]); C(head) (the first settings); C(protocols); C(mail), C(auth), C(tls) (dovecot.conf);
+      C(listener_address) (the name of an inet_listener's address); C(pop3_uidl_format); C(lists) (the archive
+      namespace's C(plugins), C(location), C(acl), C(imap_plugins) and the C(acl_file)); C(auth_policy) (the
+      POP-before-SMTP report's C(attributes) and C(timeout))."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
@@ -59,8 +71,21 @@ _value:
 #: The variables qubemail_pop reads (their defaults: roles/pop/meta/argument_specs.yml).
 POP_SETTINGS = (
     "pop_pop3_enabled", "pop_imap_enabled", "pop_imap_loopback", "pop_plaintext_auth_from_loopback",
-    "pop_dovecot_conf_extra",
+    "pop_dovecot_conf_extra", "pop_users_file", "qubemail_tls_dir", "lists_archive_dir",
 )
+#: The Dovecot releases whose spelling the filter knows: 2.3 (Debian 12), 2.4 (Debian 13).
+DOVECOT_RELEASES = ((2, 3), (2, 4))
+#: The configuration and storage version a 2.4 configuration declares: the
+#: syntax and defaults the roles are written for, and Debian's own
+#: dovecot.conf's. Raising it changes defaults (and, for the storage, file
+#: formats an older 2.4 cannot read), so it stays fixed across 2.4 updates.
+DOVECOT_CONFIG_VERSION = "2.4.0"
+#: Dovecot's global ACL file for the list archives (roles/lists writes it).
+LISTS_ACL_FILE = "/etc/dovecot/qubemail-lists.acl"
+#: The POP3 UIDL: the message's IMAP UID and its folder's UIDVALIDITY, each
+#: as 8 lower-case hex digits. The same string on 2.3 and 2.4 (a client that
+#: saw another one would fetch every message again).
+POP3_UIDL_FORMAT = {(2, 3): "%08Xu%08Xv", (2, 4): "%{uid | hex(8)}%{uidvalidity | hex(8)}"}
 #: Dovecot setting names.
 DOVECOT_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 #: Top-level settings the pop role (dovecot.conf.j2) and the roles that add
@@ -71,33 +96,126 @@ DOVECOT_OWNED = frozenset((
     "auth_mechanisms", "disable_plaintext_auth", "ssl", "ssl_cert", "ssl_key", "ssl_min_protocol",
     "ssl_cipher_list", "ssl_prefer_server_ciphers", "pop3_uidl_format", "log_path", "syslog_facility",
     "auth_verbose",
+    # Dovecot 2.4's names of the same settings
+    "dovecot_config_version", "dovecot_storage_version", "mail_driver", "mail_path", "auth_allow_cleartext",
+    "ssl_server_cert_file", "ssl_server_key_file", "ssl_server_prefer_ciphers",
     # roles/pop_before_smtp (auth policy reports) and roles/lists (archive ACLs)
     "auth_policy_server_url", "auth_policy_server_api_header", "auth_policy_server_timeout_msecs",
     "auth_policy_check_before_auth", "auth_policy_check_after_auth", "auth_policy_report_after_auth",
     "auth_policy_request_attributes", "auth_policy_hash_nonce", "mail_plugins", "mail_access_groups",
+    "acl_driver", "acl_global_path", "acl_globals_only",
 ))
 #: Refused although no template sets them: a trusted network may claim any
 #: client address (and so unlock POP-before-SMTP relay for an address of its
 #: choice); the rest would weaken TLS or authentication the role sets up.
-DOVECOT_FORBIDDEN = frozenset(("login_trusted_networks", "auth_allow_cleartext", "ssl_server_cert_file",
-                               "ssl_server_key_file", "ssl_ca", "ssl_dh", "auth_default_realm",
+DOVECOT_FORBIDDEN = frozenset(("login_trusted_networks", "ssl_ca", "ssl_dh", "ssl_server_ca_file",
+                               "ssl_server_dh_file", "auth_default_realm", "auth_default_domain",
                                "auth_username_format", "auth_master_user_separator"))
 #: Length of the salt a plain-text password is hashed with.
 SALT_LENGTH = 16
 
 
-def qubemail_pop(settings, base, host, collect=False):
+def dovecot_release(version):
+    """(major, minor) of a Dovecot *version* string as dpkg or Dovecot print
+    it (``1:2.4.1+dfsg1-6``, ``2.3.19.1``); ``None`` or ``""`` (not known yet)
+    is the newest release the roles know. A newer 2.x is spelt as 2.4."""
+    if version is None or version == "":
+        return DOVECOT_RELEASES[-1]
+    match = re.match(r"^(?:\d+:)?(\d+)\.(\d+)", version) if isinstance(version, str) else None
+    if not match:
+        raise AnsibleFilterError("qubemail_pop: the fourth argument must be a Dovecot version such as "
+                                 "'1:2.4.1+dfsg1-6', not %r" % (version,))
+    release = (int(match.group(1)), int(match.group(2)))
+    if release < DOVECOT_RELEASES[0] or release[0] != 2:
+        raise AnsibleFilterError("qubemail_pop: Dovecot %s is not supported (2.3 and 2.4 are)" % version)
+    return min(release, DOVECOT_RELEASES[-1])
+
+
+def dovecot_syntax(release, settings):
+    """The lines of the Dovecot configuration that 2.3 and 2.4 spell
+    differently, for *release* ((major, minor)); *settings* gives the paths."""
+    users, tls, archive = settings["pop_users_file"], settings["qubemail_tls_dir"], settings["lists_archive_dir"]
+    if release < (2, 4):
+        return {
+            "head": [],
+            "none": "none",
+            "mail": ["mail_location = maildir:~/Maildir"],
+            "auth": [
+                "disable_plaintext_auth = yes",
+                "# The whole login name is looked up (%u): alice@elsewhere.example is no one,",
+                "# rather than alice with a domain the userdb then fails on.",
+                "passdb {", "  driver = passwd-file", "  args = scheme=CRYPT username_format=%%u %s" % users, "}",
+                "userdb {", "  driver = passwd", "}",
+            ],
+            "tls": ["ssl_cert = <%s/cert.pem" % tls, "ssl_key = <%s/key.pem" % tls, "ssl_prefer_server_ciphers = no"],
+            "listener_address": "address",
+            "lists": {
+                "plugins": ["mail_plugins = $mail_plugins acl"],
+                "location": ["location = maildir:%s:INDEXPVT=~/Maildir/lists-pvt" % archive],
+                "acl": ["plugin {", "  acl = vfile:%s" % LISTS_ACL_FILE, "  acl_globals_only = yes", "}"],
+                "imap_plugins": ["mail_plugins = $mail_plugins imap_acl"],
+            },
+            "auth_policy": {
+                "attributes": ["auth_policy_request_attributes = login=%{requested_username} account=%{user} "
+                               "remote=%{rip} protocol=%s"],
+                "timeout": ["auth_policy_server_timeout_msecs = 2000"],
+            },
+        }
+    return {
+        "head": ["dovecot_config_version = %s" % DOVECOT_CONFIG_VERSION,
+                 "dovecot_storage_version = %s" % DOVECOT_CONFIG_VERSION],
+        "none": "",
+        "mail": ["mail_driver = maildir", "mail_path = ~/Maildir"],
+        "auth": [
+            "auth_allow_cleartext = no",
+            "# The whole login name is looked up (auth_username_format's default, the",
+            "# user in lower case): alice@elsewhere.example is no one, rather than alice",
+            "# with a domain the userdb then fails on.",
+            "passdb passwd-file {", "  passwd_file_path = %s" % users, "  default_password_scheme = CRYPT", "}",
+            "userdb passwd {", "}",
+        ],
+        "tls": ["ssl_server_cert_file = %s/cert.pem" % tls, "ssl_server_key_file = %s/key.pem" % tls,
+                "ssl_server_prefer_ciphers = client"],
+        "listener_address": "listen",
+        "lists": {
+            # A boolean list: "$mail_plugins acl" would be taken as one plugin's name.
+            "plugins": ["mail_plugins {", "  acl = yes", "}"],
+            "location": ["mail_driver = maildir", "mail_path = %s" % archive,
+                         "mail_index_private_path = ~/Maildir/lists-pvt"],
+            # The global ACL file (deprecated in 2.4 for ACLs in dovecot.conf,
+            # which need a reload at each change of a list's members): one
+            # file, one format on both releases, re-read without a reload.
+            "acl": ["acl_driver = vfile", "acl_global_path = %s" % LISTS_ACL_FILE, "acl_globals_only = yes"],
+            "imap_plugins": ["mail_plugins {", "  imap_acl = yes", "}"],
+        },
+        "auth_policy": {
+            # A string list merged with Dovecot's defaults (which add pwhash,
+            # a truncated password hash, device_id, fail_type, session_id):
+            # emptied first, so that only these four are sent.
+            "attributes": ["auth_policy_request_attributes =", "auth_policy_request_attributes {",
+                           "  login = %{requested_username}", "  account = %{user}", "  remote = %{remote_ip}",
+                           "  protocol = %{protocol}", "}"],
+            # The report's HTTP client gives up after 2 s (2.3's
+            # auth_policy_server_timeout_msecs).
+            "timeout": ["auth_policy {", "  http_client_request_absolute_timeout = 2s", "}"],
+        },
+    }
+
+
+def qubemail_pop(settings, base, host, dovecot_version=None, collect=False):
     """Validate the pop role's settings; derive Dovecot's.
 
     *base* is qubemail_base output; *host* the inventory name of the host,
     which, with the user's name, makes the salt of a plain-text password, so
-    that every run writes the same hash.  Returns the dict documented in
-    RETURN (with *collect*: ``{"config", "errors"}``).
+    that every run writes the same hash; *dovecot_version* the Dovecot the
+    configuration is for (see dovecot_release).  Returns the dict documented
+    in RETURN (with *collect*: ``{"config", "errors"}``).
     """
     errors = Errors()
     base_index(base, "qubemail_pop: the second argument")
     if not isinstance(host, str) or not host:
         raise AnsibleFilterError("qubemail_pop: the third argument must be the host's inventory name")
+    release = dovecot_release(dovecot_version)
     s = settings_of(settings, POP_SETTINGS, "qubemail_pop")
     pop3 = check_bool(errors, "pop_pop3_enabled", s["pop_pop3_enabled"])
     imap_public = check_bool(errors, "pop_imap_enabled", s["pop_imap_enabled"])
@@ -118,7 +236,16 @@ def qubemail_pop(settings, base, host, collect=False):
             "password": user["password"],
             "salt": None if user["password_hash"] else salt,
         })
+    dovecot = dovecot_syntax(release, s)
+    no_protocols = dovecot.pop("none")
+    dovecot.update({
+        "version": list(release),
+        "protocols": " ".join(protocols) if protocols else no_protocols,
+        "pop3_uidl_format": POP3_UIDL_FORMAT[release],
+    })
+    dovecot["lists"]["acl_file"] = LISTS_ACL_FILE
     return errors.result({
+        "dovecot": dovecot,
         "protocols": protocols,
         "imap_local": imap_local,
         "ssl": "yes" if plaintext else "required",

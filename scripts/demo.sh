@@ -3,10 +3,17 @@
 # playbook with inventory/demo, mail ports published on 127.0.0.1.
 #   demo.sh up [ansible-playbook args...]   create or re-converge (idempotent)
 #   demo.sh down                             remove the container
+# DEMO_DEBIAN=12 runs it on Debian 12 instead of 13 (`make demo-down` first
+# to switch: an existing container is re-converged as it is).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 NAME=qubemail-demo
-IMAGE=${QUBEMAIL_BASE_IMAGE:-qubemail/debian12-systemd:2}
+# Debian 13 unless DEMO_DEBIAN=12 (both images: scripts/host-setup.sh).
+case "${DEMO_DEBIAN:-13}" in
+    12) IMAGE=qubemail/debian12-systemd:2 ;;
+    13) IMAGE=qubemail/debian13-systemd:1 ;;
+    *) echo "DEMO_DEBIAN must be 12 or 13" >&2; exit 2 ;;
+esac
 # host port -> container port
 PORTS=(2525:25 1110:110 1995:995 1143:143 1993:993 8443:443)
 

@@ -154,6 +154,8 @@ def cmd_pop3(args):
         out["uidl"] = [line.split()[1].decode() for line in pop.uidl()[1]]
         raw = [b"\r\n".join(pop.retr(i + 1)[1]) for i in range(count)]
         out["messages"] = _subjects(raw)
+        # The UIDL of each message, in the same order ("N UIDL" lines).
+        out["uidls"] = [line.split()[1].decode() for line in pop.uidl()[1]]
         pop.quit()
     except (poplib.error_proto, OSError) as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"

@@ -1,6 +1,8 @@
 """Mail in and out of the appliance with real SMTP, POP3 and IMAP sessions
 from the client container."""
 
+import shlex
+
 from conftest import CLIENT, DENIED_IP, rcpt_codes, subjects, unique_subject, wait_for
 
 testinfra_hosts = [f"docker://{CLIENT}"]
@@ -20,6 +22,22 @@ def test_delivery_to_a_local_user_then_pop3_and_imap(probe):
     assert reply["data"][0] == 250
     assert _arrives(probe, "alice", subject, "pop3")
     assert _arrives(probe, "alice", subject, "imap")
+
+
+def test_pop3_uidl_is_the_uid_and_uidvalidity_in_hex_on_every_release(probe, appliance):
+    # A client keeps the UIDLs it has seen: another spelling (after the 12 ->
+    # 13 upgrade, Dovecot 2.3 -> 2.4) would make it fetch every message again.
+    # Dovecot 2.3 (%08Xu%08Xv) and 2.4 (%{uid | hex(8)}...) must both give
+    # 8 lower-case hex digits of the IMAP UID, then of the UIDVALIDITY.
+    subject = unique_subject("uidl")
+    assert probe.send("carol@qube.test", subject=subject)["data"][0] == 250
+    assert _arrives(probe, "carol", subject)
+    reply = probe.pop3("carol")
+    uidl = reply["uidls"][subjects(reply["messages"]).index(subject)]
+    validity = appliance.check_output("doveadm -f flow mailbox status -u carol uidvalidity INBOX")
+    fetched = appliance.check_output(f"doveadm -f flow fetch -u carol uid mailbox INBOX subject {shlex.quote(subject)}")
+    uid = int(fetched.split("uid=")[1].split()[0])
+    assert uidl == "%08x%08x" % (uid, int(validity.split("uidvalidity=")[1])), (uidl, uid, validity)
 
 
 def test_second_domain_and_user_alias_deliver_to_the_user(probe):

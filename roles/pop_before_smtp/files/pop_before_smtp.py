@@ -304,6 +304,11 @@ def _fsync_dir(path: str) -> None:
 # ---------------------------------------------------------------- sockets ---
 
 SD_LISTEN_FDS_START = 3
+# Python 3.13 (Debian 13) removes a unix server's socket file when it
+# closes, and to know which file stats the path at start: the policy
+# socket's, in Postfix's private/ (0700), is PermissionError to us, and
+# the file belongs to systemd (and our own bind's to _bound_paths) anyway.
+UNIX_SERVER_OPTIONS: dict[str, Any] = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST = 1
@@ -775,7 +780,7 @@ class Daemon:
                 sock = self._listener(kind, wanted[kind])
                 factory = (lambda f=factories[kind]: f(self))
                 if sock.family == socket.AF_UNIX:
-                    srv = await loop.create_unix_server(factory, sock=sock, backlog=256)
+                    srv = await loop.create_unix_server(factory, sock=sock, backlog=256, **UNIX_SERVER_OPTIONS)
                 else:
                     srv = await loop.create_server(factory, sock=sock, backlog=256)
                 self._servers.append(srv)
