@@ -107,3 +107,54 @@ def test_only_numbered_files_are_posts(spool):
 def test_bad_list_names_are_refused():
     with pytest.raises(SystemExit):
         archive.main(["--spool", "/x", "--state", "/y", "--folder-prefix", "P", "../etc"])
+
+
+@pytest.fixture
+def watching(spool, monkeypatch):
+    """archive.watch on the spool's list, stopped by SIGTERM (as systemd does) after WAIT seconds at most."""
+    import signal
+    import threading
+    monkeypatch.setattr(archive.Stop, "requested", False)
+    monkeypatch.setattr(archive, "RESCAN", 30)  # longer than the test: only an event can file a post
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def run(wait=5):
+        timer = threading.Timer(wait, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.start()
+        try:
+            return archive.watch(["team"], str(spool.dir.parent), str(spool.state), "Mailing Lists",
+                                 pwd.getpwuid(os.getuid()))
+        finally:
+            timer.cancel()
+            signal.set_wakeup_fd(-1)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+    return run
+
+
+def test_watch_files_a_post_sent_just_after_a_look(spool, watching, monkeypatch):
+    # The race a path unit loses: mlmmj renames a post after the archiver's last
+    # look and before it waits. The watch, set up before the look, sees it.
+    post(spool, 1)
+    looks = []
+    real = archive.archive_list
+
+    def archive_list(*args):
+        result = real(*args)
+        looks.append(len(spool.delivered))
+        if len(looks) == 1:
+            (spool.dir / "archive/.2").write_bytes(b"Subject: 2\n\npost\n")
+            os.rename(spool.dir / "archive/.2", spool.dir / "archive/2")  # as mlmmj-send does
+        if len(spool.delivered) == 2:
+            archive.Stop.requested = True
+        return result
+    monkeypatch.setattr(archive, "archive_list", archive_list)
+    assert watching(wait=10) == 0
+    assert [i for i, _, _ in spool.delivered] == ["1", "2"] and looks == [1, 2]
+
+
+def test_watch_stops_between_deliveries_on_sigterm(spool, watching):
+    post(spool, 1)
+    assert watching(wait=0.5) == 0  # woken from its wait by the signal, long before RESCAN
+    assert [i for i, _, _ in spool.delivered] == ["1"]
+    assert json.loads((spool.state / "team.archived").read_text()) == []  # filed and removed
