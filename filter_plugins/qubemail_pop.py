@@ -45,6 +45,13 @@ options:
         differently; this picks the spelling. Empty or V(null) (not known yet) means the newest supported, 2.4."
     type: str
     required: false
+  dovecot_candidate:
+    description:
+      - "The Dovecot version apt would install (its candidate), in the same form. When it is of a newer release
+        than O(dovecot_version) (the host is between Debian releases: apt's sources are for the next one, the
+        packages are not upgraded yet), C(dovecot.upgrade) says so."
+    type: str
+    required: false
 """
 
 EXAMPLES = r"""
@@ -63,7 +70,8 @@ _value:
       ([major, minor]); C(head) (the first settings); C(protocols); C(mail), C(auth), C(tls) (dovecot.conf);
       C(listener_address) (the name of an inet_listener's address); C(pop3_uidl_format); C(lists) (the archive
       namespace's C(plugins), C(location), C(acl), C(imap_plugins) and the C(acl_file)); C(auth_policy) (the
-      POP-before-SMTP report's C(attributes) and C(timeout))."
+      POP-before-SMTP report's C(attributes) and C(timeout)); C(upgrade) (V([installed, candidate]) releases
+      such as V([\"2.3\", \"2.4\"]) when apt would upgrade Dovecot to a newer release, else V([]))."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
@@ -129,6 +137,15 @@ def dovecot_release(version):
     if release < DOVECOT_RELEASES[0] or release[0] != 2:
         raise AnsibleFilterError("qubemail_pop: Dovecot %s is not supported (2.3 and 2.4 are)" % version)
     return min(release, DOVECOT_RELEASES[-1])
+
+
+def pending_upgrade(installed, candidate):
+    """``[installed, candidate]`` releases ("2.3", "2.4") when apt would
+    upgrade Dovecot to a newer release than *installed*, else ``[]``."""
+    if not installed or not candidate:
+        return []
+    old, new = dovecot_release(installed), dovecot_release(candidate)
+    return ["%d.%d" % old, "%d.%d" % new] if new > old else []
 
 
 def dovecot_syntax(release, settings):
@@ -202,13 +219,14 @@ def dovecot_syntax(release, settings):
     }
 
 
-def qubemail_pop(settings, base, host, dovecot_version=None, collect=False):
+def qubemail_pop(settings, base, host, dovecot_version=None, collect=False, dovecot_candidate=None):
     """Validate the pop role's settings; derive Dovecot's.
 
     *base* is qubemail_base output; *host* the inventory name of the host,
     which, with the user's name, makes the salt of a plain-text password, so
     that every run writes the same hash; *dovecot_version* the Dovecot the
-    configuration is for (see dovecot_release).  Returns the dict documented
+    configuration is for (see dovecot_release), *dovecot_candidate* the one
+    apt would install.  Returns the dict documented
     in RETURN (with *collect*: ``{"config", "errors"}``).
     """
     errors = Errors()
@@ -242,6 +260,7 @@ def qubemail_pop(settings, base, host, dovecot_version=None, collect=False):
         "version": list(release),
         "protocols": " ".join(protocols) if protocols else no_protocols,
         "pop3_uidl_format": POP3_UIDL_FORMAT[release],
+        "upgrade": pending_upgrade(dovecot_version, dovecot_candidate),
     })
     dovecot["lists"]["acl_file"] = LISTS_ACL_FILE
     return errors.result({

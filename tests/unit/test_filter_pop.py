@@ -74,6 +74,19 @@ def test_the_dovecot_release_is_read_from_the_package_version(version, release):
     assert pop(dovecot=version)["dovecot"]["version"] == list(release)
 
 
+@pytest.mark.parametrize("installed, candidate, upgrade", [
+    # Half-way from Debian 12 to 13: apt's sources say trixie, Dovecot is still 2.3.
+    (DOVECOT_23, DOVECOT_24, ["2.3", "2.4"]),
+    (DOVECOT_23, "1:2.3.19.1+dfsg1-2.1+deb12u7", []),  # a point release: nothing to say
+    (DOVECOT_24, DOVECOT_24, []), (DOVECOT_24, DOVECOT_23, []),  # never a downgrade
+    (DOVECOT_23, None, []), (DOVECOT_23, "", []), ("", DOVECOT_24, []),  # not installed or no candidate
+])
+def test_a_pending_dovecot_upgrade_is_named(installed, candidate, upgrade):
+    config = qp.qubemail_pop({**DEFAULTS}, base_ok(), "mail.example.com", installed or candidate,
+                             dovecot_candidate=candidate)
+    assert config["dovecot"]["upgrade"] == upgrade
+
+
 @pytest.mark.parametrize("version", ["1:2.2.36-1", "3.0.0", "dovecot", 24])
 def test_a_dovecot_the_roles_cannot_configure_stops_the_filter(version):
     with pytest.raises(qp.AnsibleFilterError, match="qubemail_pop: "):

@@ -12,8 +12,8 @@ import sys
 import uuid
 
 import pytest
-from conftest import (APPLIANCE, CLIENT_IP, DOMAIN, EXTERNAL, PASSWORDS, converge, grants, sink_subjects,
-                      subscribers, versions, wait_for)
+from conftest import (APPLIANCE, CLIENT_IP, DOMAIN, EXTERNAL, PASSWORDS, SCENARIO, converge, grants, run_site,
+                      sink_subjects, subscribers, versions, wait_for)
 from probe import rcpt_codes, recap_changed, subjects
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "clients"))
@@ -90,20 +90,22 @@ def upgraded(appliance, probe):
     # The upgrade, as README.md says: apt sources to trixie, full-upgrade.
     appliance.check_output("sed -i 's/bookworm/trixie/g' /etc/apt/sources.list $(ls /etc/apt/sources.list.d/*.list"
                            " /etc/apt/sources.list.d/*.sources 2>/dev/null)")
-    appliance.check_output(f"{APT} update && {APT} full-upgrade")
+    appliance.check_output(f"{APT} update")
+    # Run too early (sources switched, packages not upgraded), the playbook stops and says what to run.
+    halted, _ = run_site(APPLIANCE, {}, SCENARIO / "inventory" / "group_vars")
+    appliance.check_output(f"{APT} full-upgrade")
     during = {"versions": versions(appliance)}
     # Mail that arrives before the playbook has run again is queued or
     # delivered, never lost: a user's, and a post the archive must take.
     during["inbox"] = probe.send(f"alice@{DOMAIN}", subject=subject["during"])
     during["post"] = probe.send(f"team@{DOMAIN}", mail_from=f"alice@{DOMAIN}", subject=subject["during_post"])
     run, seconds = converge()
-    appliance.check_output("postqueue -f")
     # The grant as it is now, and relay on it, before anyone logs in again.
     after = {"grants": grants(appliance),
              "relayed": probe.send(EXTERNAL, mail_from=f"alice@{DOMAIN}", subject=subject["relayed"])}
     after.update(sessions(appliance, probe))
     again, again_seconds = converge()
-    return {"subject": subject, "before": before, "during": during, "after": after, "run": run,
+    return {"subject": subject, "before": before, "halted": halted, "during": during, "after": after, "run": run,
             "seconds": seconds, "again": again, "again_seconds": again_seconds}
 
 
@@ -113,9 +115,19 @@ def test_the_host_is_on_debian_13_with_dovecot_2_4(upgraded):
     assert upgraded["after"]["versions"]["dovecot-core"].startswith("1:2.4"), upgraded["after"]["versions"]
 
 
-def test_the_playbook_says_what_happened_and_what_to_run(upgraded):
+def test_run_half_way_the_playbook_changes_nothing_and_says_what_to_run(upgraded):
+    halted = upgraded["halted"]
+    out = halted.stdout + halted.stderr
+    assert halted.returncode != 0, out[-3000:]
+    assert "apt would upgrade Dovecot 2.3 to 2.4" in out and "nothing was changed" in out, out[-3000:]
+    assert out.index("1. apt update && apt full-upgrade") < out.index("2. ansible-playbook"), out[-3000:]
+    assert recap_changed(halted.stdout) == 0, out[-3000:]
+
+
+def test_the_playbook_says_what_happened(upgraded):
     out = upgraded["run"].stdout
-    assert "Dovecot 2.3 -> 2.4" in out, out[-3000:]
+    assert "qubemail: Dovecot 2.3 -> 2.4" in out, out[-3000:]
+    assert "qubemail: Dovecot" not in upgraded["again"].stdout  # said once
 
 
 def test_a_second_run_changes_nothing(upgraded):
