@@ -306,8 +306,8 @@ def test_archive_off_stores_nothing(appliance):
     assert not appliance.file("/var/lib/qubemail/lists/.staff").exists
     assert appliance.file("/var/spool/mlmmj/staff/control/noarchive").exists  # mlmmj keeps no copy
     argv = appliance.check_output("systemctl show -p ExecStart --value qubemail-list-archive.service")
-    lists = argv.split(" ; ")[0].split()[-2:]  # "{ path=… ; argv[]=… --folder-prefix … LIST… ; …"
-    assert "sales" in lists and "staff" not in lists
+    words = argv.split("argv[]=", 1)[1].split(" ; ", 1)[0].split()  # "{ path=… ; argv[]=… LIST… ; …"
+    assert "sales" in words and "staff" not in words, argv
 
 
 def test_archive_on_is_readable_by_members_only(probe, appliance):
