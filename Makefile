@@ -43,11 +43,12 @@ unit:
 	python -m pytest -q tests/unit
 
 # The scenarios share nothing (own containers, networks and addresses), so
-# they run side by side: MOLECULE_JOBS at once (2: a converge leaves this
-# machine's CPUs half idle), longest first; each one's output is shown whole
+# they run side by side: MOLECULE_JOBS at once (3: a converge leaves this
+# machine's CPUs half idle, and much of a verify step waits for mail),
+# longest first; each one's output is shown whole
 # when it ends (scripts/molecule-scenario.sh). `make molecule-lists` runs one.
-SCENARIOS ?= upgrade lists default debian12 ssh
-MOLECULE_JOBS ?= 2
+SCENARIOS ?= lists upgrade default debian12 ssh
+MOLECULE_JOBS ?= 3
 molecule:
 	@$(MAKE) --no-print-directory -k -j$(MOLECULE_JOBS) $(addprefix molecule-,$(SCENARIOS))
 
