@@ -146,10 +146,16 @@ def test_pop3_uidls_are_unchanged(upgraded):
     assert after["messages"][:len(before["messages"])] == before["messages"]
 
 
-def test_mail_sent_during_the_upgrade_arrives_once(upgraded, probe):
+def mail_log(appliance):
+    """The queue and Postfix's recent log, for a failure message."""
+    return appliance.run("postqueue -p; journalctl -q --no-pager -n 60 -t postfix/local -t postfix/qmgr"
+                         " -t postfix/smtpd -t postfix/cleanup -t postfix/master").stdout
+
+
+def test_mail_sent_during_the_upgrade_arrives_once(upgraded, probe, appliance):
     subject = upgraded["subject"]
     assert rcpt_codes(upgraded["during"]["inbox"]) == [250]
-    assert wait_for(lambda: inbox(probe, "alice", subject["during"]), timeout=60)
+    assert wait_for(lambda: inbox(probe, "alice", subject["during"]), timeout=60), mail_log(appliance)
     assert inbox(probe, "alice", subject["during"]) == 1
     assert rcpt_codes(upgraded["during"]["post"]) == [250]
     assert wait_for(lambda: any(subject["during_post"] in s for s in subjects(
