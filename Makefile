@@ -47,9 +47,7 @@ unit:
 # machine's CPUs half idle, and much of a verify step waits for mail),
 # longest first; each one's output is shown whole
 # when it ends (scripts/molecule-scenario.sh). `make molecule-lists` runs one.
-# molecule/upgrade (Debian 12 -> 13) is not in the list yet: `make
-# molecule-upgrade` runs it alone while its last checks are finished.
-SCENARIOS ?= lists default debian12 ssh
+SCENARIOS ?= lists upgrade default debian12 ssh
 MOLECULE_JOBS ?= 3
 molecule:
 	@$(MAKE) --no-print-directory -k -j$(MOLECULE_JOBS) $(addprefix molecule-,$(SCENARIOS))
