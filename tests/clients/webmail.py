@@ -132,10 +132,13 @@ class WebMail:
         self.driver.find_element(By.ID, "compose-subject").send_keys(subject)
         self.driver.find_element(By.ID, "composebody").send_keys(body)
         self.driver.find_element(By.CSS_SELECTOR, "button.send").click()
-        status = (By.CSS_SELECTOR, "#messagestack .confirmation, #messagestack .error")
-        shown = self.wait.until(EC.visibility_of_element_located(status))
-        text = shown.text
-        if "confirmation" in (shown.get_attribute("class") or ""):
+        # Text and class are read in one script: Roundcube replaces and
+        # removes its toasts by itself, so an element found in one call can
+        # be gone (stale) in the next.
+        text, classes = self.wait.until(lambda d: d.execute_script(
+            "var e = document.querySelector('#messagestack .confirmation, #messagestack .error');"
+            " return e && e.offsetParent !== null ? [e.innerText.trim(), e.className] : null;"))
+        if "confirmation" in classes.split():
             # Once sent, Roundcube leaves the compose page by itself, 500 ms
             # later (app.js sent_successfully). Wait for that, or the next
             # page this session opens (another compose) is replaced by it.
