@@ -8,6 +8,7 @@ import re
 from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     Errors,
     USER_NAME_RE,
+    check_address,
     check_domain,
     check_keys,
     check_list,
@@ -59,6 +60,9 @@ options:
         V($2b$), V($2y$)) and C(password) (plain text, keep it vault-encrypted, non-empty).
       - C(aliases) are extra local parts delivered to this user, C(^[a-z0-9][a-z0-9._+-]{0,63}$) after lower-casing;
         not a user name, another user's alias or a reserved name.
+      - C(send_as) are full addresses (C(local@domain)) this user may also use as envelope sender after logging in
+        (authenticated submission, WebMail), besides NAME and the aliases at every domain; several users may share
+        one, e.g. V(sales@example.com). Lower-cased, sorted, de-duplicated.
     type: list
     elements: dict
     required: true
@@ -84,7 +88,7 @@ _value:
   description:
     - "A dict with C(hostname) (str), C(domains) (list, given order, lower-cased), C(primary_domain) (str) and
       C(users), a list sorted by name of dicts with C(name), C(full_name) (str, may be empty), C(password_hash)
-      (str or V(null)), C(password) (str or V(null)) and C(aliases) (sorted, lower-cased)."
+      (str or V(null)), C(password) (str or V(null)), C(aliases) (sorted, lower-cased) and C(send_as) (sorted, lower-cased)."
     - With O(collect), C({config, errors}), C(config) that dict or V(null), C(errors) a list of dicts with
       C(field), C(variable), C(value) (as shown, secrets redacted), C(problem) and C(line).
   type: dict
@@ -101,7 +105,7 @@ PASSWORD_HASH_RES = {
     "$2y$": re.compile(r"^\$2y\$(?:0[4-9]|[12][0-9]|3[01])\$%s{53}$" % _B64),
 }
 
-USER_KEYS = ("name", "full_name", "password_hash", "password", "aliases")
+USER_KEYS = ("name", "full_name", "password_hash", "password", "aliases", "send_as")
 
 def _check_user_name(errors, field, value):
     if not isinstance(value, str):
@@ -173,10 +177,24 @@ def _check_user(errors, field, user):
                        "expected a non-empty string (quote numeric passwords in YAML)")
             ok = False
 
-    if not ok or name is None or full_name is None:
+    send_as = _check_send_as(errors, field + ".send_as", user.get("send_as"))
+
+    if not ok or name is None or full_name is None or send_as is None:
         return name, None
     return name, {"name": name, "full_name": full_name, "password_hash": password_hash,
-                  "password": password, "aliases": []}
+                  "password": password, "aliases": [], "send_as": send_as}
+
+def _check_send_as(errors, field, value):
+    """Extra envelope senders a user may use after logging in: full
+    addresses, sorted and de-duplicated; None if one is bad."""
+    addresses, ok = set(), True
+    for index, item in enumerate(check_list(errors, field, value)):
+        address = check_address(errors, "%s[%d]" % (field, index), item)
+        if address is None:
+            ok = False
+        else:
+            addresses.add(address)
+    return sorted(addresses) if ok else None
 
 def _check_user_aliases(errors, field, value, owner, user_names, alias_owner):
     """Validate one user's aliases; return them sorted and de-duplicated.

@@ -69,7 +69,11 @@ _value:
       C(catch_all) (V(''), a user name or an address); C(denied_networks) and C(denied_hostnames) (given order,
       de-duplicated); C(transports) (sorted [domain, nexthop] pairs); C(aliases) (sorted by C(name), dicts with
       C(name) and C(targets): user aliases, C(mta_aliases) and the default aliases); C(relay_policy_services);
-      C(alias_maps_extra); C(internal_recipients) (sorted); C(main_cf_extra) (sorted [name, value] pairs)."
+      C(alias_maps_extra); C(internal_recipients) (sorted); C(main_cf_extra) (sorted [name, value] pairs);
+      C(submission_services) (master.cf's submission services: dicts with C(listen), C(name) and C(options), the
+      C(-o) arguments; port 587 listens on 127.0.0.1 at least, for WebMail); C(sender_logins) (sorted [address,
+      logins] pairs: each user's name and aliases at every domain and their C(send_as), logins comma-separated);
+      C(sender_domains) (the domains and the host name, sorted: senders a stranger may not use on port 25)."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
@@ -84,7 +88,8 @@ MTA_SETTINGS = (
     "mta_smtp_enabled", "mta_relay_allowed_networks", "mta_smart_relay_host", "mta_smart_relay_port",
     "mta_max_message_size_kb", "mta_masquerade_domain", "mta_catch_all", "mta_denied_hosts", "mta_aliases",
     "mta_transports", "mta_relay_policy_services", "mta_relay_policy_timeout", "mta_loopback_port",
-    "mta_alias_maps_extra", "mta_internal_recipients", "mta_main_cf_extra",
+    "mta_alias_maps_extra", "mta_internal_recipients", "mta_main_cf_extra", "mta_submission_enabled",
+    "mta_submissions_enabled",
 )
 POLICY_SERVICE_RE = re.compile(r"^(?:unix:[A-Za-z0-9_./-]+|inet:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$")
 LOOKUP_TABLE_RE = re.compile(r"^[a-z][a-z0-9_]*:/[A-Za-z0-9_./+-]+$")
@@ -102,7 +107,9 @@ MAIN_CF_OWNED = frozenset((
     "smtpd_forbid_unauth_pipelining", "always_add_missing_headers", "message_size_limit", "masquerade_domains",
     "masquerade_classes", "smtpd_tls_cert_file", "smtpd_tls_key_file", "smtpd_tls_security_level",
     "smtpd_tls_loglevel", "smtpd_tls_exclude_ciphers", "smtp_tls_security_level", "smtpd_tls_mandatory_protocols",
-    "smtpd_tls_protocols", "inet_interfaces", "inet_protocols",
+    "smtpd_tls_protocols", "inet_interfaces", "inet_protocols", "smtpd_sender_restrictions", "smtpd_sasl_type",
+    "smtpd_sasl_path", "smtpd_sasl_auth_enable", "smtpd_tls_auth_only", "smtpd_sender_login_maps",
+    "qubemail_submission_relay_restrictions", "smtpd_tls_mandatory_ciphers", "tls_high_cipherlist",
 ))
 # A Postfix transport_maps next hop: "transport:nexthop", e.g. smtp:[mx]:25.
 TRANSPORT_RE = re.compile(r"^[a-z][a-z0-9_-]*:[^\s,]*$")
@@ -230,6 +237,37 @@ def _alias_loop(name, aliases, mailboxes):
                 stack.append((target, path + [target]))
     return path + [aliases[current][0]]
 
+def _submission_services(port_587, port_465):
+    """master.cf's submission services: [{"listen", "name", "options"}].
+
+    Port 587 always listens on loopback at least: WebMail on this host
+    submits there as the logged-in user, with the same sender binding.
+    Every option is one master.cf ``-o`` argument (no spaces)."""
+    login = [
+        "smtpd_tls_security_level=encrypt",
+        "smtpd_sasl_auth_enable=yes",
+        "smtpd_relay_restrictions=$qubemail_submission_relay_restrictions",
+        "smtpd_sender_restrictions=reject_authenticated_sender_login_mismatch",
+    ]
+    services = [{"listen": "submission" if port_587 else "127.0.0.1:submission", "name": "submission",
+                 "options": ["syslog_name=postfix/submission"] + login}]
+    if port_465:
+        services.append({"listen": "submissions", "name": "submissions",
+                         "options": ["syslog_name=postfix/submissions", "smtpd_tls_wrappermode=yes"] + login})
+    return services
+
+def _sender_logins(base):
+    """smtpd_sender_login_maps: [[address, "login,login"]], sorted. Each
+    user owns NAME and each alias at every domain, and their send_as."""
+    owners = {}
+    for user in base["users"]:
+        for local in [user["name"]] + user["aliases"]:
+            for domain in base["domains"]:
+                owners.setdefault("%s@%s" % (local, domain), set()).add(user["name"])
+        for address in user.get("send_as", ()):
+            owners.setdefault(address.lower(), set()).add(user["name"])
+    return [[address, ",".join(sorted(names))] for address, names in sorted(owners.items())]
+
 def qubemail_mta(settings, base, collect=False):
     """Validate the mta role's settings against qubemail_base output.
 
@@ -288,6 +326,8 @@ def qubemail_mta(settings, base, collect=False):
                                                         s["mta_internal_recipients"]))]
     extra = check_extra_settings(errors, "mta_main_cf_extra", s["mta_main_cf_extra"], POSTFIX_KEY_RE,
                                  MAIN_CF_OWNED, "main.cf")
+    port_587 = check_bool(errors, "mta_submission_enabled", s["mta_submission_enabled"])
+    port_465 = check_bool(errors, "mta_submissions_enabled", s["mta_submissions_enabled"])
 
     return errors.result({
         "smtp_enabled": smtp_enabled,
@@ -304,6 +344,9 @@ def qubemail_mta(settings, base, collect=False):
         "alias_maps_extra": alias_maps,
         "internal_recipients": sorted(set(internal) - {None}),
         "main_cf_extra": extra,
+        "submission_services": _submission_services(port_587, port_465),
+        "sender_logins": _sender_logins(base),
+        "sender_domains": sorted(set(base["domains"]) | {base["hostname"]}),
     }, collect)
 
 def _policy_services(errors, value):

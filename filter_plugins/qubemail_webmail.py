@@ -44,7 +44,7 @@ _value:
     - "A dict with C(enabled), C(https_port), C(http_port) (V(0) = none), C(hsts_max_age) (V(0) = no header),
       C(product_name), C(language), C(session_lifetime) (minutes), C(max_upload_mb), C(max_message_size)
       (Roundcube's limit, the upload size plus base64), C(imap_host) (V(127.0.0.1:143) or V(tls://127.0.0.1:143)),
-      C(imap_starttls) (bool) and C(smtp_host) (V(127.0.0.1:25))."
+      C(imap_starttls) (bool) and C(smtp_host) (V(tls://127.0.0.1:587), submission with STARTTLS)."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
@@ -69,8 +69,9 @@ def qubemail_webmail(settings, collect=False):
     "imap_host", "smtp_host"}``.  ``http_port`` 0 means nothing answers plain
     HTTP.  ``imap_host`` is plain IMAP on loopback, or STARTTLS
     (``tls://``) when Dovecot refuses plaintext passwords even there;
-    ``smtp_host`` is Postfix's port 25 on loopback (it stays there when SMTP
-    is off), with every restriction of main.cf.
+    ``smtp_host`` is Postfix's submission port on loopback (it stays there
+    when submission is off), where the user logs in: Postfix lets them send
+    only as their own addresses.
     """
     errors = Errors()
     s = settings_of(settings, WEBMAIL_SETTINGS, "qubemail_webmail")
@@ -109,7 +110,7 @@ def qubemail_webmail(settings, collect=False):
     plaintext = check_bool(errors, "pop_plaintext_auth_from_loopback", s["pop_plaintext_auth_from_loopback"])
     result["imap_host"] = "127.0.0.1:143" if plaintext else "tls://127.0.0.1:143"
     result["imap_starttls"] = not plaintext
-    result["smtp_host"] = "127.0.0.1:25"
+    result["smtp_host"] = "tls://127.0.0.1:587"
     # Roundcube's own limit: base64 makes a 3-byte attachment 4 bytes in the message.
     if result["max_upload_mb"] is not None:
         result["max_message_size"] = "%dM" % (result["max_upload_mb"] * 4 // 3 + 1)

@@ -5,6 +5,7 @@ Runs inside the client container (standard library only) and prints one JSON
 object, so a test on the controller can assert on every server reply:
 
   mailprobe smtp --server H --from A --to B [--to C ...] [--subject S] [--size N]
+                 [--port 587 --starttls | --port 465 --ssl] [--login U --password P]
   mailprobe pop3 --server H --user U --password P [--tls stls|ssl|none]
   mailprobe imap --server H --user U --password P [--tls starttls|ssl|none] [--mailbox M] [--read SUBJECT]
   mailprobe imap-ask --server H --user U --password P --mailbox M --ask status|list|lsub|select|examine|myrights|getacl ...
@@ -19,6 +20,7 @@ open-relay battery can use forms that smtplib would rewrite.
 """
 
 import argparse
+import base64
 import codecs
 import email
 import email.policy
@@ -85,13 +87,19 @@ def _message(mail_from, to, subject, body="Sent by mailprobe.", size=0, extra_he
 
 def cmd_smtp(args):
     out = {"rcpt": [], "data": None}
-    smtp = smtplib.SMTP(timeout=args.timeout)
+    smtp = (smtplib.SMTP_SSL(timeout=args.timeout, context=tls_context()) if args.ssl
+            else smtplib.SMTP(timeout=args.timeout))
     try:
         out["banner"] = _reply(smtp.connect(args.server, args.port))
         out["ehlo"], out["ehlo_text"] = _reply(smtp.ehlo(args.helo))
         if args.starttls:
             out["starttls"] = _reply(smtp.starttls(context=tls_context()))[0]
-            smtp.ehlo(args.helo)
+            out["ehlo_text"] = _reply(smtp.ehlo(args.helo))[1]
+        if args.login:
+            # AUTH PLAIN by hand: smtplib.login() raises before the reply
+            # can be recorded, and refuses when AUTH is not offered.
+            token = base64.b64encode(f"\0{args.login}\0{args.password}".encode()).decode()
+            out["auth"] = _reply(smtp.docmd("AUTH", f"PLAIN {token}"))
         out["mail"] = _reply(smtp.docmd(f"MAIL FROM:<{args.mail_from}>"))
         accepted = 0
         for rcpt in args.to:
@@ -404,6 +412,9 @@ def main(argv=None):
     smtp.add_argument("--omit-header", action="append", default=[],
                       help="leave out mailprobe's own header (From, To, Subject, Message-ID)")
     smtp.add_argument("--starttls", action="store_true")
+    smtp.add_argument("--ssl", action="store_true", help="TLS from the first byte (submissions, port 465)")
+    smtp.add_argument("--login", metavar="USER", help="SMTP AUTH PLAIN as USER (after --starttls or --ssl)")
+    smtp.add_argument("--password")
     smtp.add_argument("--no-data", action="store_true")
 
     for name, tls_choices, default in (("pop3", ["stls", "ssl", "none"], "stls"),
@@ -441,7 +452,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.source:
         _bind_source(args.source)
-    if args.cmd in ("smtp", "raw") and args.port is None:
+    if args.cmd == "smtp" and args.port is None:
+        args.port = 465 if args.ssl else 25
+    if args.cmd == "raw" and args.port is None:
         args.port = 25
     if args.cmd == "https" and args.port is None:
         args.port = 443

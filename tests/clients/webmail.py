@@ -124,11 +124,18 @@ class WebMail:
         finally:
             self.driver.switch_to.default_content()
 
-    def send(self, to, subject, body):
-        """Compose and send a message; return Roundcube's status line."""
+    def send(self, to, subject, body, forged_from=None):
+        """Compose and send a message; return Roundcube's status line.
+        `forged_from` replaces the identity in the form's _from field, as a
+        hand-made POST to the send action would (the page offers no way)."""
         self.driver.get(self.url + "?_task=mail&_action=compose")
         recipients = (By.CSS_SELECTOR, "#compose_to .recipient-input input")
         self.wait.until(EC.element_to_be_clickable(recipients)).send_keys(to + ", ")
+        if forged_from:
+            self.driver.execute_script(
+                "var f = document.querySelector('[name=_from]'), o = document.createElement('option');"
+                " o.value = o.text = arguments[0];"
+                " if (f.tagName == 'SELECT') { f.appendChild(o); } f.value = arguments[0];", forged_from)
         self.driver.find_element(By.ID, "compose-subject").send_keys(subject)
         self.driver.find_element(By.ID, "composebody").send_keys(body)
         self.driver.find_element(By.CSS_SELECTOR, "button.send").click()

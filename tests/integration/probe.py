@@ -35,9 +35,18 @@ class Probe:
         assert result.rc == 0, f"{cmd}: {result.stderr}"
         return json.loads(result.stdout)
 
-    def send(self, to, *extra, mail_from="probe@client.test", subject=None):
+    def send(self, to, *extra, mail_from="probe@client.test", subject=None, login=None, port=587):
+        """An SMTP session to port 25; with `login`, as that user's mail
+        program does: submission on `port` (587 STARTTLS, 465 TLS) and AUTH
+        with the user's password, `mail_from` defaulting to their address."""
         tos = [to] if isinstance(to, str) else list(to)
         args = ["smtp", "--from", mail_from]
+        if login:
+            domain = to.rsplit("@", 1)[-1] if isinstance(to, str) else tos[0].rsplit("@", 1)[-1]
+            if mail_from == "probe@client.test":
+                args[2] = f"{login}@{domain}"
+            args = ["--port", str(port)] + args + ["--ssl" if port == 465 else "--starttls",
+                                                  "--login", login, "--password", self.passwords[login]]
         for rcpt in tos:
             args += ["--to", rcpt]
         if subject:

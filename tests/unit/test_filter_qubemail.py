@@ -174,11 +174,11 @@ def test_base_normalises_exactly():
         "primary_domain": "example.com",
         "users": [
             {"name": "alice", "full_name": "Alice Liddell", "password_hash": SHA512,
-             "password": None, "aliases": ["a+b", "alice.l"]},
+             "password": None, "aliases": ["a+b", "alice.l"], "send_as": []},
             {"name": "bob", "full_name": "", "password_hash": None,
-             "password": "s3cret", "aliases": ["info", "sales"]},
+             "password": "s3cret", "aliases": ["info", "sales"], "send_as": []},
             {"name": "carol", "full_name": "", "password_hash": YESCRYPT,
-             "password": None, "aliases": []},
+             "password": None, "aliases": [], "send_as": []},
         ],
     }
 
@@ -485,7 +485,64 @@ def test_mta_normalises_exactly():
         "alias_maps_extra": [],
         "internal_recipients": [],
         "main_cf_extra": [],
+        "submission_services": SUBMISSION_SERVICES,
+        "sender_logins": sorted([f"{local}@{domain}", owner]
+                                for local, owner in [("a+b", "alice"), ("alice", "alice"), ("alice.l", "alice"),
+                                                     ("bob", "bob"), ("carol", "carol"), ("info", "bob"),
+                                                     ("sales", "bob")]
+                                for domain in ("example.com", "example.org")),
+        "sender_domains": ["example.com", "example.org", "mail.example.com"],
     }
+
+
+#: master.cf's submission services with both ports on (the defaults).
+LOGIN_REQUIRED = ["smtpd_tls_security_level=encrypt", "smtpd_sasl_auth_enable=yes",
+                  "smtpd_relay_restrictions=$qubemail_submission_relay_restrictions",
+                  "smtpd_sender_restrictions=reject_authenticated_sender_login_mismatch"]
+SUBMISSION_SERVICES = [
+    {"listen": "submission", "name": "submission", "options": ["syslog_name=postfix/submission"] + LOGIN_REQUIRED},
+    {"listen": "submissions", "name": "submissions",
+     "options": ["syslog_name=postfix/submissions", "smtpd_tls_wrappermode=yes"] + LOGIN_REQUIRED},
+]
+
+
+@pytest.mark.parametrize("port_587, port_465, listens", [
+    (True, True, ["submission", "submissions"]),
+    (False, True, ["127.0.0.1:submission", "submissions"]),
+    (True, False, ["submission"]),
+    (False, False, ["127.0.0.1:submission"]),
+])
+def test_mta_submission_ports_and_the_loopback_one_webmail_needs(port_587, port_465, listens):
+    services = mta({"mta_submission_enabled": port_587, "mta_submissions_enabled": port_465},
+                   base_ok())["submission_services"]
+    assert [service["listen"] for service in services] == listens
+    assert all(set(LOGIN_REQUIRED) <= set(service["options"]) for service in services)
+
+
+def test_mta_send_as_grants_are_shared_and_merged_with_aliases():
+    users = users_ok()
+    users[1]["send_as"] = ["Sales@Example.com", "ceo@partner.example", "sales@example.com"]
+    users[2]["send_as"] = ["ceo@partner.example"]
+    logins = dict(mta({}, qf.qubemail_base("mail.example.com", ["example.com"], users))["sender_logins"])
+    assert logins["sales@example.com"] == "alice,bob"
+    assert logins["ceo@partner.example"] == "alice,carol"
+    assert logins["carol@example.com"] == "carol"
+    assert "sales@example.org" not in logins
+
+
+@pytest.mark.parametrize("send_as, shown", [
+    (["not-an-address"], "'not-an-address'"),
+    (["a@b@example.com"], "'a@b@example.com'"),
+    (["bob@-bad-.example"], "'bob@-bad-.example'"),
+])
+def test_send_as_must_be_addresses(send_as, shown):
+    lines = user_errors({"name": "alice", "password": "x", "send_as": send_as})
+    assert_reported(lines, "qubemail_users[0].send_as[0]", shown, "address")
+
+
+def test_send_as_must_be_a_list():
+    lines = user_errors({"name": "alice", "password": "x", "send_as": "sales@example.com"})
+    assert_reported(lines, "qubemail_users[0].send_as", "'sales@example.com'", "list")
 
 
 def test_mta_defaults_for_missing_keys():
@@ -511,6 +568,9 @@ def test_mta_defaults_for_missing_keys():
         "alias_maps_extra": [],
         "internal_recipients": [],
         "main_cf_extra": [],
+        "submission_services": SUBMISSION_SERVICES,
+        "sender_logins": [],
+        "sender_domains": ["example.com", "mail.example.com"],
     }
 
 
@@ -1423,7 +1483,7 @@ def test_webmail_defaults_are_off_and_local():
     assert webmail({}) == {
         "enabled": False, "https_port": 443, "http_port": 80, "hsts_max_age": 63072000,
         "product_name": "Qube WebMail", "language": "en_US", "session_lifetime": 30, "max_upload_mb": 10,
-        "imap_host": "127.0.0.1:143", "imap_starttls": False, "smtp_host": "127.0.0.1:25",
+        "imap_host": "127.0.0.1:143", "imap_starttls": False, "smtp_host": "tls://127.0.0.1:587",
         "max_message_size": "14M",
     }
 

@@ -92,7 +92,7 @@ def test_example_inventory_placeholders_are_all_refused():
                                                          for line in str(error.value).splitlines()[1:]}
     fields = {line.split(" = ")[0].strip() for line in str(error.value).splitlines()[1:]}
     assert fields == {"ansible_host", "qubemail_hostname", "qubemail_domains[0]", "qubemail_domains[1]",
-                      "qubemail_users[0].password_hash", "qubemail_users[1].password",
+                      "qubemail_users[0].password_hash", "qubemail_users[1].password", "qubemail_users[1].send_as[0]",
                       "mta_relay_allowed_networks[0]", "qubemail_lists[0].members[1]"}
     assert "change-me" not in str(error.value) and "qubeexample2026" not in str(error.value)
 

@@ -23,6 +23,9 @@ NEVER_AUTHORIZE_IP = f"{NET}.40"  # in pop_before_smtp_never_authorize
 OTHER_CLIENT_IP = f"{NET}.50"  # the client again, neither denied nor excluded
 PASSWORDS = {"alice": "alice-test-pw", "bob": "bob-test-pw", "carol": "carol-test-pw"}
 EXTERNAL = "someone@external.test"  # routed by the smart relay to the client's sink
+# A stranger's MAIL FROM in our domains on port 25, not granted: refused by
+# the sender rule (before relay is considered), 553.
+REFUSED = [553]
 
 
 @pytest.fixture(scope="session")

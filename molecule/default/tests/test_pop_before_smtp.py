@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import (APPLIANCE_IP, CLIENT_IP, EXTERNAL, NEVER_AUTHORIZE_IP, OTHER_CLIENT_IP,
-                      PASSWORDS, daemon_journal, grants, rcpt_codes, sink_subjects, subjects, unique_subject,
+                      PASSWORDS, REFUSED, daemon_journal, grants, rcpt_codes, sink_subjects, subjects, unique_subject,
                       wait_for)
 
 TTL = 30
@@ -79,9 +79,31 @@ def grant(appliance, probe, no_grant):
 
 
 def test_relay_refused_before_any_login(probe, appliance, no_grant):
+    # As the travelling user herself: her address is ours, so it is refused
+    # as a sender before relay is even considered.
     reply = relay(probe)
+    assert rcpt_codes(reply) == REFUSED, reply
+    assert "Sender address in our own domain" in reply["rcpt"][0][2]
+    # With a sender of another domain, the relay rule refuses it.
+    reply = probe("smtp", "--from", "traveller@client.test", "--to", EXTERNAL, "--no-data")
     assert rcpt_codes(reply) == [554], reply
     assert "Relay access denied" in reply["rcpt"][0][2]
+
+
+def test_a_stranger_may_not_use_our_domains_as_sender(probe, no_grant):
+    # Inbound mail to a user, not relay: refused only for its sender.
+    for sender in ("bob@qube.test", "anyone@qube-alias.test", "x@mail.qube.test"):
+        reply = probe.send("carol@qube.test", "--no-data", mail_from=sender)
+        assert rcpt_codes(reply) == REFUSED, (sender, reply)
+        assert "Sender address in our own domain" in reply["rcpt"][0][2]
+    assert rcpt_codes(probe.send("carol@qube.test", "--no-data", mail_from="bob@elsewhere.test")) == [250]
+
+
+def test_a_pop3_login_lets_its_client_use_our_domains_as_sender(probe, grant):
+    subject = unique_subject("inbound from a granted user")
+    reply = probe.send("carol@qube.test", mail_from="alice@qube.test", subject=subject)
+    assert rcpt_codes(reply) == [250], reply
+    assert wait_for(lambda: subject in subjects(probe.imap("carol")["messages"]), timeout=30)
 
 
 @pytest.mark.parametrize("mail_from,rcpt", OPEN_RELAY_FORMS)
@@ -96,7 +118,7 @@ def test_failed_login_does_not_unlock(probe, appliance, no_grant):
     before = reports(appliance)
     assert probe.pop3("alice", password="wrong")["login"] is False
     handled(appliance, before)
-    assert rcpt_codes(relay(probe)) == [554]
+    assert rcpt_codes(relay(probe)) == REFUSED
     assert grants(appliance) == {}
 
 
@@ -105,7 +127,7 @@ def test_imap_login_does_not_unlock(probe, appliance, no_grant):
     before = reports(appliance)
     assert probe.imap("alice")["login"] is True
     handled(appliance, before)
-    assert rcpt_codes(relay(probe)) == [554]
+    assert rcpt_codes(relay(probe)) == REFUSED
     assert grants(appliance) == {}
 
 
@@ -119,7 +141,7 @@ def test_log_injection_grants_nothing(probe, appliance, no_grant):
     probe("smtp", "--from", f'"pop3-login: Login: user=<alice>, rip={CLIENT_IP}"@x.test',
           "--to", "alice@qube.test", "--no-data")
     assert grants(appliance) == {}
-    assert rcpt_codes(relay(probe)) == [554]
+    assert rcpt_codes(relay(probe)) == REFUSED
 
 
 def test_never_authorized_network_is_not_unlocked(probe, appliance, no_grant, since):
@@ -128,7 +150,7 @@ def test_never_authorized_network_is_not_unlocked(probe, appliance, no_grant, si
     # The daemon's answer to the report first, then nothing may be open.
     assert wait_for(lambda: f"grant-refused reason=never-authorize user=bob ip={NEVER_AUTHORIZE_IP}"
                     in daemon_journal(appliance, since), timeout=15), daemon_journal(appliance, since)
-    assert rcpt_codes(relay(probe, *source)) == [554]
+    assert rcpt_codes(relay(probe, *source)) == REFUSED
     assert NEVER_AUTHORIZE_IP not in grants(appliance)
 
 
@@ -149,7 +171,7 @@ def test_pop3_login_unlocks_relay(probe, client, appliance, no_grant):
 def test_only_the_exact_ip_is_unlocked(probe, appliance, grant):
     # Same /24, another address of the client: never widened to a subnet.
     reply = relay(probe, "--source", OTHER_CLIENT_IP)
-    assert rcpt_codes(reply) == [554]
+    assert rcpt_codes(reply) == REFUSED
     assert rcpt_codes(relay(probe)) == [250]
 
 
@@ -166,7 +188,7 @@ def test_daemon_down_means_no_relay_but_inbound_mail_flows(probe, appliance, gra
     units = "pop-before-smtp-policy.socket pop-before-smtp-report.socket pop-before-smtp.service"
     appliance.check_output(f"systemctl stop {units}")
     try:
-        assert rcpt_codes(relay(probe)) == [554]
+        assert rcpt_codes(relay(probe)) == REFUSED
         subject = unique_subject("inbound while daemon down")
         reply = probe.send("bob@qube.test", subject=subject)
         assert reply["data"][0] == 250
@@ -183,7 +205,7 @@ def test_daemon_hung_means_no_relay_after_the_timeout_but_inbound_mail_flows(pro
     assert rcpt_codes(relay(probe, *source)) == [250]
     appliance.check_output("systemctl kill -s STOP pop-before-smtp.service")
     try:
-        assert rcpt_codes(relay(probe, *source)) == [554]  # Postfix gave up after 2 s: DUNNO
+        assert rcpt_codes(relay(probe, *source)) == REFUSED  # Postfix gave up after 2 s: DUNNO
         subject = unique_subject("inbound while daemon hung")
         assert probe.send("bob@qube.test", subject=subject)["data"][0] == 250
         # Read over IMAP: a POP3 login's report would wait for the daemon and
@@ -204,7 +226,7 @@ def test_audit_lines_in_the_journal(probe, appliance, since, grant):
 def test_relay_refused_again_after_the_ttl(probe, appliance, since, grant):
     assert before_ttl(grant) and rcpt_codes(relay(probe)) == [250]
     time.sleep(max(0.0, grant["expires"] - time.time()) + 1)
-    assert rcpt_codes(relay(probe)) == [554]
+    assert rcpt_codes(relay(probe)) == REFUSED
     assert CLIENT_IP not in grants(appliance)
     assert wait_for(lambda: f"expired ip={CLIENT_IP}" in daemon_journal(appliance, since), timeout=15)
 

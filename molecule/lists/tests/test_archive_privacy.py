@@ -61,7 +61,8 @@ def test_a_non_member_learns_nothing_about_a_fresh_archive(probe, appliance, fre
     archive, missing = f"Mailing Lists/{fresh_list}", f"Mailing Lists/none{uuid.uuid4().hex[:6]}"
     subject = unique_subject("first post")
     start = time.monotonic()
-    assert rcpt_codes(probe.send(f"{fresh_list}@{DOMAIN}", mail_from=f"alice@{DOMAIN}", subject=subject)) == [250]
+    assert rcpt_codes(probe.send(f"{fresh_list}@{DOMAIN}", mail_from=f"alice@{DOMAIN}", subject=subject,
+                                 login="alice")) == [250]
     for at in (1, 5, 10):  # the member asks STATUS only, at these times after the post
         time.sleep(max(0.0, start + at - time.monotonic()))
         ask(probe, "alice", archive, "status")

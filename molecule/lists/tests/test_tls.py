@@ -10,8 +10,8 @@ import pytest
 
 GOOD = "ECDHE-RSA-AES128-GCM-SHA256"  # Mozilla intermediate
 # Ports where a password can be sent: (port, STARTTLS protocol or None).
-PASSWORD_PORTS = [(110, "pop3"), (995, None), (143, "imap"), (993, None), (443, None)]
-PORT_IDS = ["pop3-stls", "pop3s", "imap-starttls", "imaps", "webmail-https"]
+PASSWORD_PORTS = [(110, "pop3"), (995, None), (143, "imap"), (993, None), (443, None), (587, "smtp"), (465, None)]
+PORT_IDS = ["pop3-stls", "pop3s", "imap-starttls", "imaps", "webmail-https", "submission", "submissions"]
 REFUSED = [
     ("AES128-SHA@SECLEVEL=0", "tls1_2"),            # plain-RSA key exchange, CBC, SHA-1
     ("ECDHE-RSA-AES128-SHA@SECLEVEL=0", "tls1_2"),  # forward secret, but CBC with SHA-1

@@ -14,7 +14,7 @@ import urllib.request
 import uuid
 
 import pytest
-from conftest import APPLIANCE_IP, DOMAIN, PASSWORDS, converge
+from conftest import APPLIANCE_IP, DOMAIN, PASSWORDS, converge, journal
 from probe import rcpt_codes, subjects, wait_for
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "clients"))
@@ -57,13 +57,14 @@ def thread(probe):
         return found if len(found) == count else None
 
     reply = probe.send(f"sales@{DOMAIN}", "--header", f"Message-ID: {first}", "--body", body,
-                       mail_from=f"alice@{DOMAIN}", subject=subject)
+                       mail_from=f"alice@{DOMAIN}", subject=subject, login="alice")
     assert rcpt_codes(reply) == [250], reply
     # The reply once the post is filed, as a person would reply to it. Not
     # needed for threading: Dovecot links a reply filed before its parent too.
     assert wait_for(lambda: archived(1), timeout=40), "the post did not reach the sales archive"
     reply = probe.send(f"sales@{DOMAIN}", "--header", f"In-Reply-To: {first}", "--header", f"References: {first}",
-                       "--body", "Thanks, I will bring tape.", mail_from=f"alice@{DOMAIN}", subject=f"Re: {subject}")
+                       "--body", "Thanks, I will bring tape.", mail_from=f"alice@{DOMAIN}",
+                       subject=f"Re: {subject}", login="alice")
     assert rcpt_codes(reply) == [250], reply
     assert wait_for(lambda: archived(2), timeout=40), "the reply did not reach the sales archive"
     return {"subject": subject, "body": body}
@@ -103,6 +104,20 @@ def test_user_sends_mail_through_webmail(session, probe):
     assert found, "the message sent from WebMail did not arrive"
     assert f"alice@{DOMAIN}" in found[0]["from"]
     assert subject in subjects(probe.imap("alice", mailbox="Sent")["messages"])
+
+
+@pytest.mark.parametrize("forged", [f"bob@{DOMAIN}", "CEO <ceo@bigbank.example>"])
+def test_webmail_cannot_send_as_someone_else(appliance, session, probe, since, forged):
+    # A user may send only as herself: WebMail logs in to submission as
+    # her, and Postfix refuses any other envelope sender.
+    subject = f"Forged {uuid.uuid4().hex[:8]}"
+    assert session.login("carol", PASSWORDS["carol"]), session.login_error()
+    status = session.send(f"alice@{DOMAIN}", subject, "Sent as someone else?", forged_from=forged)
+    assert status.startswith("SMTP Error (553)"), status
+    address = forged.split("<")[-1].rstrip(">")
+    refusal = f"553 5.7.1 <{address}>: Sender address rejected: not owned by user carol"
+    assert wait_for(lambda: refusal in journal(appliance, since), timeout=15)
+    assert subject not in subjects(probe.imap("alice")["messages"])
 
 
 def test_non_member_has_no_mailing_lists(session, thread):
@@ -191,13 +206,15 @@ def test_secret_is_per_host_and_kept(appliance):
 def test_webmail_with_imap_and_smtp_off_and_tls_required(appliance, probe, session):
     # Qube toggles off: IMAP and SMTP closed to the network, plaintext
     # passwords refused even on loopback. WebMail keeps working on loopback.
-    variant = {"pop_imap_enabled": False, "mta_smtp_enabled": False, "pop_plaintext_auth_from_loopback": False}
+    variant = {"pop_imap_enabled": False, "mta_smtp_enabled": False, "pop_plaintext_auth_from_loopback": False,
+               "mta_submission_enabled": False, "mta_submissions_enabled": False}
     subject = f"Toggles off {uuid.uuid4().hex[:8]}"
     try:
         converge(variant)
-        for port in (25, 143):
+        for port in (25, 143, 587):
             assert not appliance.socket(f"tcp://0.0.0.0:{port}").is_listening
             assert appliance.socket(f"tcp://127.0.0.1:{port}").is_listening
+        assert not appliance.socket("tcp://0.0.0.0:465").is_listening
         assert not probe.imap("alice")["login"]
         assert session.login("alice", PASSWORDS["alice"]), session.login_error()
         assert session.send(f"carol@{DOMAIN}", subject, "IMAP and SMTP are off.") == "Message sent successfully."

@@ -26,9 +26,12 @@ def test_mail_to_office_users_arrives_over_pop3_and_imap(outsider, reader):
 
 
 def test_relay_from_outside_the_office_network_is_refused(outsider):
-    reply = outsider.send("friend@elsewhere.test", "--no-data", mail_from=f"alice@{DOMAIN}")
+    reply = outsider.send("friend@elsewhere.test", "--no-data", mail_from="traveller@elsewhere.test")
     assert rcpt_codes(reply) == [554], reply
     assert "Relay access denied" in reply["rcpt"][0][2]
+    # and as one of our users: refused as a sender that is not theirs to use
+    reply = outsider.send("friend@elsewhere.test", "--no-data", mail_from=f"alice@{DOMAIN}")
+    assert rcpt_codes(reply) == [553], reply
 
 
 def test_a_pop3_login_opens_relay_for_its_address(reader):
