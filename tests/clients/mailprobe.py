@@ -89,6 +89,9 @@ def cmd_smtp(args):
     out = {"rcpt": [], "data": None}
     smtp = (smtplib.SMTP_SSL(timeout=args.timeout, context=tls_context()) if args.ssl
             else smtplib.SMTP(timeout=args.timeout))
+    # TLS needs a server name (SNI): smtplib takes it from the constructor's
+    # host, which is left out here to record the banner of connect().
+    smtp._host = args.server
     try:
         out["banner"] = _reply(smtp.connect(args.server, args.port))
         out["ehlo"], out["ehlo_text"] = _reply(smtp.ehlo(args.helo))
