@@ -128,7 +128,11 @@ class WebMail:
         """Compose and send a message; return Roundcube's status line."""
         self.driver.get(self.url + "?_task=mail&_action=compose")
         recipients = (By.CSS_SELECTOR, "#compose_to .recipient-input input")
-        self.wait.until(EC.element_to_be_clickable(recipients)).send_keys(to + ", ")
+        # The compose page builds its editor in the browser after PHP's page:
+        # on a loaded machine (CI converging other scenarios) that took more
+        # than 30 s once, so it gets three times the usual wait.
+        WebDriverWait(self.driver, 3 * self.timeout, ignored_exceptions=[StaleElementReferenceException]).until(
+            EC.element_to_be_clickable(recipients)).send_keys(to + ", ")
         self.driver.find_element(By.ID, "compose-subject").send_keys(subject)
         self.driver.find_element(By.ID, "composebody").send_keys(body)
         self.driver.find_element(By.CSS_SELECTOR, "button.send").click()
