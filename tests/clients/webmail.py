@@ -130,7 +130,11 @@ class WebMail:
         hand-made POST to the send action would (the page offers no way)."""
         self.driver.get(self.url + "?_task=mail&_action=compose")
         recipients = (By.CSS_SELECTOR, "#compose_to .recipient-input input")
-        self.wait.until(EC.element_to_be_clickable(recipients)).send_keys(to + ", ")
+        # The compose page builds its editor in the browser after PHP's page:
+        # on a loaded machine (CI converging other scenarios) that took more
+        # than 30 s once, so it gets three times the usual wait.
+        WebDriverWait(self.driver, 3 * self.timeout, ignored_exceptions=[StaleElementReferenceException]).until(
+            EC.element_to_be_clickable(recipients)).send_keys(to + ", ")
         if forged_from:
             self.driver.execute_script(
                 "var f = document.querySelector('[name=_from]'), o = document.createElement('option');"
