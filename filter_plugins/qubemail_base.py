@@ -88,7 +88,9 @@ _value:
   description:
     - "A dict with C(hostname) (str), C(domains) (list, given order, lower-cased), C(primary_domain) (str) and
       C(users), a list sorted by name of dicts with C(name), C(full_name) (str, may be empty), C(password_hash)
-      (str or V(null)), C(password) (str or V(null)), C(aliases) (sorted, lower-cased) and C(send_as) (sorted, lower-cased)."
+      (str or V(null)), C(password) (str or V(null)), C(aliases) (sorted, lower-cased) and C(send_as) (sorted, lower-cased);
+      C(sender_logins), who owns which envelope sender (sorted [address, logins] pairs: each user's name and aliases
+      at every domain and their C(send_as), logins comma-separated)."
     - With O(collect), C({config, errors}), C(config) that dict or V(null), C(errors) a list of dicts with
       C(field), C(variable), C(value) (as shown, secrets redacted), C(problem) and C(line).
   type: dict
@@ -239,7 +241,8 @@ def _check_domains(errors, domains):
 def qubemail_base(hostname, domains, users, collect=False):
     """Validate qubemail_hostname, qubemail_domains and qubemail_users.
 
-    Returns ``{"hostname", "domains", "primary_domain", "users"}`` with names
+    Returns ``{"hostname", "domains", "primary_domain", "users",
+    "sender_logins"}`` with names
     lower-cased, users sorted by name and each user's aliases sorted.
     """
     errors = Errors()
@@ -270,12 +273,29 @@ def qubemail_base(hostname, domains, users, collect=False):
 
     if errors.items:
         return errors.result(None, collect)
-    return errors.result({
+    base = {
         "hostname": hostname,
         "domains": domain_list,
         "primary_domain": domain_list[0],
         "users": sorted((entry for _, _, entry, _ in records), key=lambda e: e["name"]),
-    }, collect)
+    }
+    base["sender_logins"] = _sender_logins(base)
+    return errors.result(base, collect)
+
+
+def _sender_logins(base):
+    """Who owns which envelope sender: [[address, "login,login"]], sorted.
+    Each user owns NAME and each alias at every domain, and their send_as.
+    Postfix's smtpd_sender_login_maps and the POP-before-SMTP daemon's
+    senders file are both this."""
+    owners = {}
+    for user in base["users"]:
+        for local in [user["name"]] + user["aliases"]:
+            for domain in base["domains"]:
+                owners.setdefault("%s@%s" % (local, domain), set()).add(user["name"])
+        for address in user.get("send_as", ()):
+            owners.setdefault(address.lower(), set()).add(user["name"])
+    return [[address, ",".join(sorted(names))] for address, names in sorted(owners.items())]
 
 
 class FilterModule:

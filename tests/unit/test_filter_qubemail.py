@@ -180,6 +180,9 @@ def test_base_normalises_exactly():
             {"name": "carol", "full_name": "", "password_hash": YESCRYPT,
              "password": None, "aliases": [], "send_as": []},
         ],
+        "sender_logins": sorted([f"{local}@{domain}", owner] for local, owner in (
+            ("a+b", "alice"), ("alice", "alice"), ("alice.l", "alice"), ("bob", "bob"), ("carol", "carol"),
+            ("info", "bob"), ("sales", "bob")) for domain in ("example.com", "example.org")),
     }
 
 
@@ -482,6 +485,7 @@ def test_mta_normalises_exactly():
             {"name": "webmaster", "targets": ["postmaster"]},
         ],
         "relay_policy_services": [],
+        "submission_policy_services": [],
         "alias_maps_extra": [],
         "internal_recipients": [],
         "main_cf_extra": [],
@@ -565,6 +569,7 @@ def test_mta_defaults_for_missing_keys():
             {"name": "webmaster", "targets": ["postmaster"]},
         ],
         "relay_policy_services": [],
+        "submission_policy_services": [],
         "alias_maps_extra": [],
         "internal_recipients": [],
         "main_cf_extra": [],
@@ -834,6 +839,15 @@ def test_mta_reports_every_error_in_one_message():
 # qubemail_pop_before_smtp
 # --------------------------------------------------------------------------
 
+def test_mta_asks_the_relay_policy_on_submission_only_when_told():
+    services = {"mta_relay_policy_services": ["unix:private/pop-before-smtp"]}
+    assert mta(services, base_ok())["submission_policy_services"] == []
+    assert mta({**services, "mta_submission_relay_policy": True}, base_ok())["submission_policy_services"] == \
+        ["unix:private/pop-before-smtp"]
+    assert mta_errors(mta_submission_relay_policy="maybe") == [
+        "mta_submission_relay_policy = 'maybe': expected a boolean (true or false)"]
+
+
 def test_pop_before_smtp_normalises_exactly():
     assert pop_before_smtp({
         "pop_before_smtp_enabled": True,
@@ -843,7 +857,8 @@ def test_pop_before_smtp_normalises_exactly():
         "unrelated": 1,
     }) == {"enabled": True, "ttl": 600,
            "never_authorize": ["0.0.0.0/0", "2001:db8::/32", "192.0.2.1/32", "::/0"],
-           "protocols": ["pop3"], "report_listen": "127.0.0.1:10032", "sweep_interval": 30}
+           "protocols": ["pop3"], "report_listen": "127.0.0.1:10032", "sweep_interval": 30,
+           "bind_sender": True, "submission": True}
 
 
 @pytest.mark.parametrize("enabled, ttl, expected", [
@@ -857,7 +872,8 @@ def test_extra_vars_strings_are_taken_as_they_spell(enabled, ttl, expected):
 
 def test_pop_before_smtp_defaults():
     assert pop_before_smtp({}) == {"enabled": False, "ttl": 900, "never_authorize": [], "protocols": ["pop3"],
-                                   "report_listen": "127.0.0.1:10032", "sweep_interval": 30}
+                                   "report_listen": "127.0.0.1:10032", "sweep_interval": 30,
+           "bind_sender": True, "submission": True}
 
 
 @pytest.mark.parametrize("value", ["enabled", 0, None])
