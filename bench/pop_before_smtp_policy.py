@@ -298,7 +298,7 @@ def spawn(args: argparse.Namespace, tmp: Path) -> subprocess.Popen:
         f"[pop-before-smtp]\npolicy_listen = unix:{args.policy}\nreport_listen = {args.report}\n"
         f"admin_socket = {args.admin_socket}\nstate_file = {tmp}/state/grants.journal\n"
         f"token_file = {tmp}/token\nsockets = bind\nreport_users =\nttl = 900\nnever_authorize =\n"
-        f"protocols = pop3\nsweep_interval = 30\n")  # every key: the daemon has no defaults for them
+        f"protocols = pop3\nsweep_interval = 30\nbind_sender = no\nsenders_file =\n")  # every key: the daemon has no defaults for them
     with open(tmp / "daemon.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, str(args.daemon), "serve", "--config", str(tmp / "pbs.conf")],
                                 stdout=log, stderr=log)

@@ -68,7 +68,8 @@ _value:
       C(message_size_limit) (int bytes, V(0) = unlimited only when asked for with V(0)); C(masquerade_domain);
       C(catch_all) (V(''), a user name or an address); C(denied_networks) and C(denied_hostnames) (given order,
       de-duplicated); C(transports) (sorted [domain, nexthop] pairs); C(aliases) (sorted by C(name), dicts with
-      C(name) and C(targets): user aliases, C(mta_aliases) and the default aliases); C(relay_policy_services);
+      C(name) and C(targets): user aliases, C(mta_aliases) and the default aliases); C(relay_policy_services); C(submission_policy_services) (the same, or
+      none unless C(mta_submission_relay_policy));
       C(alias_maps_extra); C(internal_recipients) (sorted); C(main_cf_extra) (sorted [name, value] pairs);
       C(submission_services) (master.cf's submission services: dicts with C(listen), C(name) and C(options), the
       C(-o) arguments; port 587 listens on 127.0.0.1 at least, for WebMail); C(sender_logins) (sorted [address,
@@ -89,7 +90,7 @@ MTA_SETTINGS = (
     "mta_max_message_size_kb", "mta_masquerade_domain", "mta_catch_all", "mta_denied_hosts", "mta_aliases",
     "mta_transports", "mta_relay_policy_services", "mta_relay_policy_timeout", "mta_loopback_port",
     "mta_alias_maps_extra", "mta_internal_recipients", "mta_main_cf_extra", "mta_submission_enabled",
-    "mta_submissions_enabled",
+    "mta_submissions_enabled", "mta_submission_relay_policy",
 )
 POLICY_SERVICE_RE = re.compile(r"^(?:unix:[A-Za-z0-9_./-]+|inet:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$")
 LOOKUP_TABLE_RE = re.compile(r"^[a-z][a-z0-9_]*:/[A-Za-z0-9_./+-]+$")
@@ -256,18 +257,6 @@ def _submission_services(port_587, port_465):
                          "options": ["syslog_name=postfix/submissions", "smtpd_tls_wrappermode=yes"] + login})
     return services
 
-def _sender_logins(base):
-    """smtpd_sender_login_maps: [[address, "login,login"]], sorted. Each
-    user owns NAME and each alias at every domain, and their send_as."""
-    owners = {}
-    for user in base["users"]:
-        for local in [user["name"]] + user["aliases"]:
-            for domain in base["domains"]:
-                owners.setdefault("%s@%s" % (local, domain), set()).add(user["name"])
-        for address in user.get("send_as", ()):
-            owners.setdefault(address.lower(), set()).add(user["name"])
-    return [[address, ",".join(sorted(names))] for address, names in sorted(owners.items())]
-
 def qubemail_mta(settings, base, collect=False):
     """Validate the mta role's settings against qubemail_base output.
 
@@ -328,6 +317,7 @@ def qubemail_mta(settings, base, collect=False):
                                  MAIN_CF_OWNED, "main.cf")
     port_587 = check_bool(errors, "mta_submission_enabled", s["mta_submission_enabled"])
     port_465 = check_bool(errors, "mta_submissions_enabled", s["mta_submissions_enabled"])
+    submission_policy = check_bool(errors, "mta_submission_relay_policy", s["mta_submission_relay_policy"])
 
     return errors.result({
         "smtp_enabled": smtp_enabled,
@@ -341,11 +331,12 @@ def qubemail_mta(settings, base, collect=False):
         "transports": transports,
         "aliases": [{"name": name, "targets": aliases[name]} for name in sorted(aliases)],
         "relay_policy_services": policy_services,
+        "submission_policy_services": policy_services if submission_policy else [],
         "alias_maps_extra": alias_maps,
         "internal_recipients": sorted(set(internal) - {None}),
         "main_cf_extra": extra,
         "submission_services": _submission_services(port_587, port_465),
-        "sender_logins": _sender_logins(base),
+        "sender_logins": base["sender_logins"],
         "sender_domains": sorted(set(base["domains"]) | {base["hostname"]}),
     }, collect)
 

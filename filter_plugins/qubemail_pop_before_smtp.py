@@ -43,7 +43,7 @@ RETURN = r"""
 _value:
   description:
     - "A dict with C(enabled) (bool), C(ttl) (int seconds), C(never_authorize) (CIDR strings without brackets,
-      given order, de-duplicated), C(protocols), C(report_listen) and C(sweep_interval) (int seconds)."
+      given order, de-duplicated), C(protocols), C(report_listen), C(sweep_interval) (int seconds), C(bind_sender) and C(submission) (bools)."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
@@ -53,6 +53,7 @@ _value:
 POP_BEFORE_SMTP_SETTINGS = (
     "pop_before_smtp_enabled", "pop_before_smtp_ttl", "pop_before_smtp_never_authorize",
     "pop_before_smtp_protocols", "pop_before_smtp_report_listen", "pop_before_smtp_sweep_interval",
+    "pop_before_smtp_bind_sender", "pop_before_smtp_submission",
 )
 PROTOCOLS = ("pop3", "imap")
 #: The daemon's sweep timer, in seconds (it refuses to start outside this).
@@ -85,7 +86,7 @@ def qubemail_pop_before_smtp(settings, collect=False):
     """Validate the POP-before-SMTP settings.
 
     Returns ``{"enabled", "ttl", "never_authorize", "protocols",
-    "report_listen", "sweep_interval"}``; networks are CIDR strings without
+    "report_listen", "sweep_interval", "bind_sender", "submission"}``; networks are CIDR strings without
     brackets, de-duplicated, in the given order (with *collect*:
     ``{"config", "errors"}``).  It checks what the daemon would otherwise
     refuse at start, so a bad value stops the play instead of leaving a
@@ -108,9 +109,11 @@ def qubemail_pop_before_smtp(settings, collect=False):
                    "pop_before_smtp_enabled: false" % ", ".join(PROTOCOLS))
     sweep = check_int(errors, "pop_before_smtp_sweep_interval", s["pop_before_smtp_sweep_interval"], 1,
                       MAX_SWEEP_INTERVAL, " (seconds)")
+    bind_sender = check_bool(errors, "pop_before_smtp_bind_sender", s["pop_before_smtp_bind_sender"])
+    submission = check_bool(errors, "pop_before_smtp_submission", s["pop_before_smtp_submission"])
     return errors.result({"enabled": enabled, "ttl": ttl, "never_authorize": [str(n) for n in never],
                           "protocols": protocols, "report_listen": _report_listen(errors, s["pop_before_smtp_report_listen"]),
-                          "sweep_interval": sweep}, collect)
+                          "sweep_interval": sweep, "bind_sender": bind_sender, "submission": submission}, collect)
 
 
 class FilterModule:

@@ -51,7 +51,8 @@ def config_values(tmp_path: Path, **overrides: str) -> dict[str, str]:
     values = {"sockets": "bind", "policy_listen": "127.0.0.1:0", "report_listen": "127.0.0.1:0",
               "report_users": "", "admin_socket": str(tmp_path / "run" / "admin.sock"),
               "state_file": str(tmp_path / "state" / "grants.journal"), "token_file": str(tmp_path / "token"),
-              "ttl": "900", "never_authorize": "", "protocols": "pop3", "sweep_interval": "30"}
+              "ttl": "900", "never_authorize": "", "protocols": "pop3", "sweep_interval": "30",
+              "bind_sender": "no", "senders_file": ""}
     values.update(overrides)
     return values
 
@@ -332,7 +333,7 @@ def test_both_compactions_write_the_same_file_and_the_async_one_lets_the_loop_ru
     for i in range(n):
         s.grant(f"198.18.{i // 256}.{i % 256}", f"u{i % 7}", "dovecot")
     journal = Path(s.journal.path)
-    s.journal.compact(s.grants)
+    s.journal.compact(s.items())
     blocking = journal.read_bytes()
     assert len(blocking.splitlines()) == n == s.journal.lines
 
@@ -374,7 +375,7 @@ def test_a_failed_compaction_keeps_the_old_journal_and_leaves_no_temp_file(tmp_p
     monkeypatch.setattr(pbs.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         if mode == "blocking":
-            s.journal.compact(s.grants)
+            s.journal.compact(s.items())
         else:
             asyncio.run(s.compact())
     monkeypatch.undo()
@@ -748,6 +749,7 @@ def test_admin_stats_on_the_socket_and_the_cli(tmp_path, logbuf, capsys):
 
     reply, code = asyncio.run(scenario())
     assert reply == {"ok": True, "pid": os.getpid(), "grants": 1, "decisions": 2, "permitted": 1, "reports": 1,
+                     "shared": 0, "senders": 0,
                      "connections": {"policy": 1, "report": 0, "admin": 1}}
     printed = json.loads(capsys.readouterr().out)
     assert code == 0 and printed.pop("connections").keys() == {"policy", "report", "admin"}

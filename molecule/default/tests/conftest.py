@@ -34,6 +34,16 @@ def testbed():
                    appliance_ip=APPLIANCE_IP, passwords=PASSWORDS)
 
 
+@pytest.fixture
+def no_grant(appliance):
+    """No POP-before-SMTP grant at all, whatever ran before (any POP3 login
+    from the client makes one); withdrawn again afterwards."""
+    appliance.check_output("pop-before-smtp flush")
+    assert grants(appliance) == {}
+    yield
+    appliance.check_output("pop-before-smtp flush")
+
+
 def daemon_journal(appliance, since):
     """pop-before-smtp's journal since `since`."""
     return journal(appliance, since, "pop-before-smtp")

@@ -45,8 +45,9 @@ def relay_from(probe, source):
 
 @pytest.fixture
 def granted(appliance):
-    """OTHER_CLIENT_IP granted by the admin for this test, withdrawn after."""
-    appliance.check_output(f"pop-before-smtp grant {OTHER_CLIENT_IP} --user hardening")
+    """OTHER_CLIENT_IP granted by the admin to alice (the sender of relay_from) for
+    this test, withdrawn after."""
+    appliance.check_output(f"pop-before-smtp grant {OTHER_CLIENT_IP} --user alice")
     yield OTHER_CLIENT_IP
     appliance.run(f"pop-before-smtp revoke {OTHER_CLIENT_IP}")
 

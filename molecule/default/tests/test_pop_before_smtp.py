@@ -59,15 +59,6 @@ def handled(appliance, before):
 
 
 @pytest.fixture
-def no_grant(appliance):
-    """No grant at all, whatever ran before; revoked again afterwards."""
-    appliance.check_output("pop-before-smtp flush")
-    assert grants(appliance) == {}
-    yield
-    appliance.check_output("pop-before-smtp flush")
-
-
-@pytest.fixture
 def grant(appliance, probe, no_grant):
     """The client's grant made by alice's POP3 login (its own, fresh):
     the daemon's record of it, with "before", the time of the login."""
@@ -199,9 +190,9 @@ def test_daemon_down_means_no_relay_but_inbound_mail_flows(probe, appliance, gra
 
 
 def test_daemon_hung_means_no_relay_after_the_timeout_but_inbound_mail_flows(probe, appliance, no_grant):
-    # Its own grant, made by the admin on another address.
+    # Its own grant, made by the admin on another address, for alice (the relayed sender).
     source = ("--source", OTHER_CLIENT_IP)
-    appliance.check_output(f"pop-before-smtp grant {OTHER_CLIENT_IP} --user hung-test")
+    appliance.check_output(f"pop-before-smtp grant {OTHER_CLIENT_IP} --user alice")
     assert rcpt_codes(relay(probe, *source)) == [250]
     appliance.check_output("systemctl kill -s STOP pop-before-smtp.service")
     try:
@@ -234,3 +225,62 @@ def test_relay_refused_again_after_the_ttl(probe, appliance, since, grant):
 def before_ttl(grant):
     """The grant was made for the scenario's TTL (30 s), not longer."""
     return grant["before"] + TTL - 2 <= grant["expires"] <= time.time() + TTL
+
+
+# --- POP-before-SMTP with identity (pop_before_smtp_bind_sender, on) ---
+
+NOT_YOURS = "Sender address not yours"
+OUR_DOMAIN = "Sender address in our own domain"
+
+
+def users_of(appliance, ip):
+    """The users whose logins hold a live grant on `ip`."""
+    return {g["user"] for g in json.loads(appliance.check_output("pop-before-smtp list --json")) if g["ip"] == ip}
+
+
+def test_a_grant_relays_only_its_users_senders(probe, client, appliance, since, grant):
+    subject = unique_subject("relayed as alice")
+    assert rcpt_codes(probe.send(EXTERNAL, mail_from="alice@qube.test", subject=subject)) == [250]
+    # bob's address and one bob may send as: ours, so refused as a sender;
+    # a stranger's address: refused by the daemon at the relay stage.
+    for sender, text in (("bob@qube.test", OUR_DOMAIN), ("office@qube.test", OUR_DOMAIN),
+                         ("ceo@bigbank.example", NOT_YOURS), ("", NOT_YOURS)):
+        reply = probe.send(EXTERNAL, "--no-data", mail_from=sender)
+        assert rcpt_codes(reply) == [553], (sender, reply)
+        assert text in reply["rcpt"][0][2], (sender, reply)
+    assert wait_for(lambda: subject in sink_subjects(client), timeout=10)
+    log = wait_for(lambda: (j := daemon_journal(appliance, since)) and "relay-refused" in j and j, timeout=10)
+    assert log and f"relay-refused ip={CLIENT_IP} reason=sender-not-owned user=alice" in log, log
+
+
+def test_a_granted_address_still_takes_mail_for_us_from_any_sender(probe, grant):
+    # Someone else behind the same NAT writing to one of our users: inbound mail.
+    subject = unique_subject("inbound from the granted NAT")
+    reply = probe.send("carol@qube.test", mail_from="friend@elsewhere.test", subject=subject)
+    assert rcpt_codes(reply) == [250], reply
+    assert wait_for(lambda: subject in subjects(probe.imap("carol")["messages"]), timeout=30)
+
+
+def test_two_users_behind_one_address_each_send_as_themselves(probe, client, appliance, grant):
+    assert probe.pop3("bob")["login"] is True
+    assert wait_for(lambda: users_of(appliance, CLIENT_IP) == {"alice", "bob"}, timeout=10), \
+        users_of(appliance, CLIENT_IP)
+    subjects_sent = []
+    for sender in ("alice@qube.test", "bob@qube.test", "office@qube.test"):  # office: bob's send_as
+        subjects_sent.append(unique_subject(f"relayed as {sender}"))
+        reply = probe.send(EXTERNAL, mail_from=sender, subject=subjects_sent[-1])
+        assert rcpt_codes(reply) == [250], (sender, reply)
+    reply = probe.send(EXTERNAL, "--no-data", mail_from="carol@qube.test")
+    assert rcpt_codes(reply) == [553] and OUR_DOMAIN in reply["rcpt"][0][2], reply
+    assert wait_for(lambda: all(s in sink_subjects(client) for s in subjects_sent), timeout=15)
+
+
+def test_a_pop3_login_unlocks_the_submission_port_without_a_login(probe, client, grant):
+    subject = unique_subject("relayed on 587 after POP3")
+    reply = probe("--port", 587, "smtp", "--starttls", "--from", "alice@qube.test", "--to", EXTERNAL,
+                  "--subject", subject)
+    assert rcpt_codes(reply) == [250] and reply["data"][0] == 250, reply
+    reply = probe("--port", 587, "smtp", "--starttls", "--from", "ceo@bigbank.example", "--to", EXTERNAL,
+                  "--no-data")
+    assert rcpt_codes(reply) == [553] and NOT_YOURS in reply["rcpt"][0][2], reply
+    assert wait_for(lambda: subject in sink_subjects(client), timeout=10)

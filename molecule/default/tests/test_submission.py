@@ -50,7 +50,7 @@ def test_auth_is_offered_only_after_starttls(probe):
 
 
 @pytest.mark.parametrize("port", [587, 465])
-def test_submission_without_a_login_is_refused(probe, port):
+def test_submission_without_a_login_is_refused(probe, port, no_grant):
     tls = ["--ssl"] if port == 465 else ["--starttls"]
     reply = probe("--port", port, "smtp", *tls, "--from", "probe@client.test", "--to", "bob@qube.test", "--no-data")
     assert rcpt_codes(reply) == [530], reply

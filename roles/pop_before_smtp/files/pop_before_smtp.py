@@ -15,7 +15,14 @@ time ... the IP addresses expire after 15 minutes."  One asyncio loop serves:
 * policy (unix socket in Postfix's spool, 0600 postfix): Postfix's policy
   delegation protocol, used in smtpd_relay_restrictions.  ``action=OK`` for a
   granted client_address (exact IP, never a subnet), ``action=DUNNO`` for
-  everything else.
+  everything else.  With ``bind_sender`` the grant also says who: an IP
+  keeps the users whose logins unlocked it (several behind one NAT, each
+  with their own expiry), and relay is permitted only for an envelope
+  sender one of them owns (``senders_file``: Postfix's sender_logins
+  table); another sender is refused with a clear 553 at the relay stage
+  (``policy_context=relay``) and left to Postfix's own checks at the sender
+  stage (``policy_context=sender``: DUNNO, so inbound mail is never refused
+  here).
 * admin (unix socket, 0600 root): one JSON line per request; the ``list``,
   ``grant``, ``revoke``, ``flush`` and ``stats`` sub-commands of this same
   file are its client.
@@ -48,7 +55,10 @@ grant.
 
 Fail closed: unknown client, garbage request, expired grant, unparsable
 address all yield ``DUNNO`` -- never ``OK``, and never ``REJECT`` (which would
-cut short other restrictions).  If the daemon is down, Postfix applies its
+cut short other restrictions).  The one refusal is a granted address whose
+users do not own the sender (``bind_sender``), at the relay stage only:
+Postfix asks there only for mail to other domains, so it never refuses
+inbound mail.  If the daemon is down, Postfix applies its
 ``default_action=DUNNO``.  Either way evaluation falls through to
 reject_unauth_destination, so a failure can only deny relay, never open it.
 
@@ -94,7 +104,8 @@ DEFAULT_CONFIG = "/etc/pop-before-smtp/pop-before-smtp.conf"
 # daemon keeps no copy of their defaults, so a missing one is an error at
 # start that names it. Flags (serve --ttl ...) override the file.
 REQUIRED = ("sockets", "policy_listen", "report_listen", "report_users", "admin_socket", "state_file",
-            "token_file", "ttl", "never_authorize", "protocols", "sweep_interval")
+            "token_file", "ttl", "never_authorize", "protocols", "sweep_interval", "bind_sender",
+            "senders_file")
 # The daemon's own limits, not settings of the role: these may be left out.
 DEFAULTS: dict[str, str] = {
     "max_grants": "200000",
@@ -107,6 +118,9 @@ MAX_HTTP_BODY = 64 * 1024
 MAX_HTTP_REQUEST = 2 * MAX_HTTP_HEADER + MAX_HTTP_BODY  # head + body + trailers, all told
 MAX_ADMIN_LINE = 64 * 1024
 MAX_USER = 256
+MAX_USERS_PER_IP = 16  # users behind one address (NAT) with a live grant each; the oldest makes room
+MAX_SENDERS_FILE = 16 * 1024 * 1024  # bytes of senders_file read at most
+MAX_SENDERS = 200_000  # addresses in it
 WRITE_HIGH = 64 * 1024  # unsent replies on a connection before it is no longer read
 WRITE_LOW = 16 * 1024
 LOG_INTERVAL = 60.0  # a repeated error is logged once per interval, with a count
@@ -131,6 +145,8 @@ COMPACT_CHUNK = 256
 NORM_CACHE_MAX = 8192  # policy client_address -> normalised; ~150 bytes an entry
 OK = b"action=OK\n\n"
 DUNNO = b"action=DUNNO\n\n"
+NOT_YOURS = (b"action=553 5.7.1 Sender address not yours: the POP3 login that unlocked relay from this "
+             b"address was not its owner's; send as your own address, or log in on port 587\n\n")
 HTTP_OK_BODY = b'{"status":0,"msg":""}'
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large"}
@@ -393,6 +409,8 @@ class Config(NamedTuple):
     never_authorize: tuple[Any, ...]
     protocols: frozenset[str]
     sweep_interval: float
+    bind_sender: bool
+    senders_file: str
     max_grants: int
 
 
@@ -440,10 +458,15 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
         protocols = frozenset(p.lower() for p in raw["protocols"].replace(",", " ").split())
         if not protocols:
             raise ValueError("protocols is empty")
+        bind = raw["bind_sender"].strip().lower()
+        if bind not in ("yes", "no"):
+            raise ValueError(f"bind_sender must be yes or no, not {raw['bind_sender']!r}")
+        if bind == "yes" and not raw["senders_file"]:
+            raise ValueError("bind_sender = yes needs a senders_file")
         return Config(raw["sockets"], parse_listen(raw["policy_listen"]), parse_listen(raw["report_listen"]),
                       parse_users(raw["report_users"]), raw["admin_socket"], raw["state_file"],
                       raw["token_file"], ttl, parse_networks(raw["never_authorize"]), protocols, sweep,
-                      max_grants)
+                      bind == "yes", raw["senders_file"], max_grants)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -457,6 +480,54 @@ def read_token(path: str) -> bytes:
     if not token:
         raise ConfigError(f"token file {path} is empty")
     return token
+
+
+Senders = dict[str, frozenset[str]]
+
+
+def read_senders(path: str) -> Senders:
+    """The envelope senders and the users who own them: Postfix's
+    smtpd_sender_login_maps source, one ``address user,user`` a line ('#'
+    comments). Bounded (MAX_SENDERS_FILE bytes, MAX_SENDERS lines); a bad
+    line is an error naming it, so a broken file never binds half."""
+    senders: Senders = {}
+    users: dict[str, str] = {}
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SENDERS_FILE + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read senders file {path}: {e.strerror}") from None
+    if len(data) > MAX_SENDERS_FILE:
+        raise ConfigError(f"senders file {path} is larger than {MAX_SENDERS_FILE} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"senders file {path} is not UTF-8") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        address, names = fields[0], [u for u in fields[-1].split(",") if u]
+        if len(fields) != 2 or "@" not in address or not names or any(len(u) > MAX_USER for u in names):
+            raise ConfigError(f"senders file {path}, line {number}: expected 'ADDRESS USER[,USER...]'")
+        if len(senders) >= MAX_SENDERS:
+            raise ConfigError(f"senders file {path} has more than {MAX_SENDERS} addresses")
+        senders[address.lower()] = frozenset(users.setdefault(u, sys.intern(u)) for u in names)
+    return senders
+
+
+def sender_owners(senders: Senders, sender: str) -> frozenset[str]:
+    """Who owns an envelope sender: its exact address, else the address
+    without its +extension (as Postfix looks it up)."""
+    address = sender.lower()
+    owners = senders.get(address)
+    if owners is None:
+        local, at, domain = address.rpartition("@")
+        base = local.partition("+")[0]
+        if at and base != local:
+            owners = senders.get(f"{base}@{domain}")
+    return owners or frozenset()
 
 
 # ---------------------------------------------------------------- journal ---
@@ -586,9 +657,9 @@ class Journal:
                 os.unlink(tmp)
         yield functools.partial(_fsync_dir, self.path)
 
-    def compact(self, grants: dict[str, Grant]) -> None:
-        """Atomically replace the journal with ``grants`` (blocking: start-up)."""
-        with contextlib.closing(self._rewrite(grants.items(), -math.inf)) as steps:
+    def compact(self, items: Iterable[tuple[str, Grant]]) -> None:
+        """Atomically replace the journal with ``items`` (blocking: start-up)."""
+        with contextlib.closing(self._rewrite(items, -math.inf)) as steps:
             for step in steps:
                 if step is not None:
                     step()
@@ -617,9 +688,36 @@ class Journal:
 
 # ------------------------------------------------------------------ grants ---
 
+def _merge(grants: dict[str, Grant], others: dict[str, dict[str, Grant]], ip: str, g: Grant,
+           now: float) -> None:
+    """Make ``g`` the newest grant of ``ip`` (moved to the end: expiry
+    order).  The grant it replaces stays beside it in ``others`` if it is
+    another user's and still valid: a login never extends or ends another
+    user's grant.  At most MAX_USERS_PER_IP users an address; the one that
+    expires first makes room."""
+    old = grants.pop(ip, None)
+    extra = others.get(ip)
+    if old is not None and old[USER] != g[USER] and now < old[EXPIRES]:
+        if extra is None:
+            extra = others[ip] = {}
+        extra[old[USER]] = old
+    if extra is not None:
+        extra.pop(g[USER], None)
+        for user in [u for u, o in extra.items() if now >= o[EXPIRES]]:
+            del extra[user]
+        while len(extra) >= MAX_USERS_PER_IP:
+            del extra[min(extra, key=lambda u: extra[u][EXPIRES])]
+        if not extra:
+            del others[ip]
+    grants[ip] = g
+
+
 class GrantStore:
-    """ip -> Grant, in expiry order.  ``clock`` is injectable for tests.
-    ``on_grow`` is called when the journal has outgrown the live set."""
+    """ip -> Grant (the newest login's), in expiry order, and ip -> {user:
+    Grant} for the other users of an address whose grants are still live
+    (``others``: several users behind one NAT).  ``clock`` is injectable
+    for tests.  ``on_grow`` is called when the journal has outgrown the
+    live set."""
 
     def __init__(self, ttl: int, never_authorize: tuple[Any, ...] = (),
                  journal: Journal | None = None, clock: Callable[[], float] = time.time,
@@ -630,6 +728,7 @@ class GrantStore:
         self.clock = clock
         self.max_grants = max_grants
         self.grants: dict[str, Grant] = {}
+        self.others: dict[str, dict[str, Grant]] = {}
         self.on_grow: Callable[[], None] | None = None
 
     def never_authorized(self, ip: str) -> bool:
@@ -643,8 +742,27 @@ class GrantStore:
         return g if g is not None and self.clock() < g[EXPIRES] else None
 
     def valid(self) -> list[tuple[str, Grant]]:
+        """Every live (ip, grant), one per user of an address."""
         now = self.clock()
-        return [(ip, g) for ip, g in self.grants.items() if now < g[EXPIRES]]
+        return [(ip, g) for ip, g in self.items() if now < g[EXPIRES]]
+
+    def items(self) -> Iterator[tuple[str, Grant]]:
+        """Every (ip, grant) kept, an address's other users before its
+        newest: the order a replay of them rebuilds."""
+        others = self.others
+        for ip, g in self.grants.items():
+            if ip in others:
+                for other in others[ip].values():
+                    yield ip, other
+            yield ip, g
+
+    def users(self, ip: str, g: Grant, now: float) -> Iterator[str]:
+        """The users with a live grant on ``ip``, whose newest grant is ``g``."""
+        if now < g[EXPIRES]:
+            yield g[USER]
+        for user, other in self.others.get(ip, {}).items():
+            if now < other[EXPIRES]:
+                yield user
 
     def _journal(self, rec: dict[str, Any] | bytes, durable: bool) -> None:
         if self.journal is None:
@@ -668,8 +786,7 @@ class GrantStore:
         now = self.clock()
         g = (now + self.ttl, sys.intern(user[:MAX_USER]), now)  # (EXPIRES, USER, LOGIN)
         self._journal(grant_line(ip, g), durable)
-        self.grants.pop(ip, None)  # re-insert at the end: keeps expiry order
-        self.grants[ip] = g
+        _merge(self.grants, self.others, ip, g, now)
         event("grant", user=g[USER], ip=ip, expires=iso(g[EXPIRES]), source=source)
         return g[EXPIRES]
 
@@ -678,7 +795,8 @@ class GrantStore:
         was_valid = self.lookup(ip) is not None
         if ip in self.grants:
             self._journal({"op": "revoke", "ip": ip, "at": self.clock()}, durable=True)
-            event("revoke", ip=ip, user=self.grants.pop(ip)[USER], source=source)
+            users = [self.grants.pop(ip)[USER], *self.others.pop(ip, {})]
+            event("revoke", ip=ip, user=",".join(users), source=source)
         return was_valid
 
     def flush(self, source: str = "admin") -> int:
@@ -686,6 +804,7 @@ class GrantStore:
         count = len(self.valid())
         self._journal({"op": "flush", "at": self.clock()}, durable=True)
         self.grants.clear()
+        self.others.clear()
         event("flush", grants=count, source=source)
         return count
 
@@ -697,8 +816,9 @@ class GrantStore:
             if now < g[EXPIRES] or len(expired) >= limit:
                 break
             expired.append(ip)
-        for ip in expired:
-            event("expired", ip=ip, user=self.grants.pop(ip)[USER])
+        for ip in expired:  # the address's other users' grants expired before its newest
+            users = [self.grants.pop(ip)[USER], *self.others.pop(ip, {})]
+            event("expired", ip=ip, user=",".join(users))
         return len(expired)
 
     def restore(self) -> int:
@@ -711,50 +831,58 @@ class GrantStore:
         bad = [0]
         now = self.clock()
         state: dict[str, Grant] = {}
+        others: dict[str, dict[str, Grant]] = {}
         for rec in self.journal.records(bad):
             op, ip = rec.get("op"), normalize_ip(rec.get("ip"))
             exp, user, login = rec.get("expires"), rec.get("user"), rec.get("login")
             if op == "flush":
                 state.clear()
+                others.clear()
             elif op == "revoke" and ip is not None:
                 state.pop(ip, None)
+                others.pop(ip, None)
             elif (op == "grant" and ip is not None and isinstance(user, str)
                   and all(type(v) in (int, float) and abs(v) < 1e12 for v in (exp, login))):
                 exp = min(float(exp), min(float(login), now) + self.ttl)  # min(login, now): clock went back
-                state.pop(ip, None)
-                if now < exp:
-                    state[ip] = (exp, sys.intern(user[:MAX_USER]), float(login))  # (EXPIRES, USER, LOGIN)
+                if now < exp:  # one line a login: merged per address as the logins were
+                    _merge(state, others, ip, (exp, sys.intern(user[:MAX_USER]), float(login)), now)
             else:
                 bad[0] += 1
         if bad[0]:
             event("journal-skipped", lines=bad[0], path=self.journal.path)
         for ip in [ip for ip in state if self.never_authorized(ip)]:
+            others.pop(ip, None)
             event("grant-refused", reason="never-authorize", user=state.pop(ip)[USER], ip=ip, source="journal")
         order = sorted(state, key=lambda ip: state[ip][EXPIRES])  # references only: no pair per grant
         if len(order) > self.max_grants:  # keep the longest-lived
             event("grant-refused", reason="max-grants", grants=len(order) - self.max_grants, source="journal")
             del order[:len(order) - self.max_grants]
         self.grants = {ip: state[ip] for ip in order}
-        del state, order
-        self.journal.compact(self.grants)
+        self.others = {ip: extra for ip, extra in others.items() if ip in self.grants}
+        del state, order, others
+        self.journal.compact(self.items())
         return len(self.grants)
 
     def needs_compaction(self) -> bool:
         j = self.journal
-        return j is not None and j.lines > max(COMPACT_MIN_LINES, COMPACT_FACTOR * len(self.grants))
+        live = len(self.grants) + sum(map(len, self.others.values()))
+        return j is not None and j.lines > max(COMPACT_MIN_LINES, COMPACT_FACTOR * live)
 
     async def compact(self) -> None:
         if self.journal is not None:
-            await self.journal.compact_async(list(self.grants.items()), self.clock())
+            await self.journal.compact_async(list(self.items()), self.clock())
 
 
 # ---------------------------------------------------------------- daemon ---
 
 class Daemon:
     def __init__(self, cfg: Config, token: bytes, clock: Callable[[], float] = time.time,
-                 inherited: dict[str, socket.socket] | None = None) -> None:
+                 inherited: dict[str, socket.socket] | None = None, senders: Senders | None = None) -> None:
         self.cfg = cfg
         self.token = token
+        if senders is None:
+            senders = read_senders(cfg.senders_file) if cfg.bind_sender else {}
+        self.senders = senders
         self.store = GrantStore(cfg.ttl, cfg.never_authorize, Journal(cfg.state_file), clock, cfg.max_grants)
         self.store.on_grow = self._schedule_compaction
         self.clock = clock
@@ -847,6 +975,20 @@ class Daemon:
         except ConfigError as e:
             event("reload", token="kept-old", error=str(e))
 
+    def reload_senders(self) -> None:
+        if not self.cfg.bind_sender:
+            return
+        try:
+            self.senders = read_senders(self.cfg.senders_file)
+            event("reload", senders=len(self.senders))
+        except ConfigError as e:
+            event("reload", senders="kept-old", error=str(e))
+
+    def reload(self) -> None:
+        """SIGHUP: the token and the senders again (each kept if unreadable)."""
+        self.reload_token()
+        self.reload_senders()
+
     def _schedule_compaction(self) -> None:
         if self._compactor is None or self._compactor.done():
             with contextlib.suppress(RuntimeError):  # no running loop: start-up or tests
@@ -910,14 +1052,32 @@ class Daemon:
         g = self.store.grants.get(ip)
         if g is None or now >= g[EXPIRES]:
             return DUNNO
+        user = g[USER]
+        if self.cfg.bind_sender:
+            sender = _text(_attr(req, b"sender="))
+            owners = sender_owners(self.senders, sender) if sender else frozenset()
+            user = next((u for u in self.store.users(ip, g, now) if u in owners), None)
+            if user is None:
+                # The sender stage leaves it to Postfix's own checks (a
+                # stranger's mail to us from the same NAT still arrives); the
+                # relay stage (or a request that does not say) refuses.
+                if _attr(req, b"policy_context=") == b"sender":
+                    return DUNNO
+                self._log_once(ip, req, "relay-refused", reason="sender-not-owned",
+                               user=",".join(self.store.users(ip, g, now)))
+                return NOT_YOURS
         self.permitted += 1
-        instance = _attr(req, b"instance=") or b""
-        seen = self._relay_seen.get(ip, ())
-        if instance not in seen:
-            self._relay_seen[ip] = (seen + (instance,))[-8:]
-            event("relay-permitted", ip=ip, user=g[USER], sender=_text(_attr(req, b"sender=")),
-                  recipient=_text(_attr(req, b"recipient=")), instance=_text(instance))
+        self._log_once(ip, req, "relay-permitted", user=user)
         return OK
+
+    def _log_once(self, ip: str, req: bytes, name: str, **fields: object) -> None:
+        """One line per smtpd session (instance) and outcome, not per recipient."""
+        key = (_attr(req, b"instance=") or b"") + name.encode()
+        seen = self._relay_seen.get(ip, ())
+        if key not in seen:
+            self._relay_seen[ip] = (seen + (key,))[-8:]
+            event(name, ip=ip, **fields, sender=_text(_attr(req, b"sender=")),
+                  recipient=_text(_attr(req, b"recipient=")), instance=_text(_attr(req, b"instance=")))
 
     # -- Dovecot auth policy
     def handle_report(self, doc: dict[str, Any]) -> str:
@@ -995,6 +1155,7 @@ class Daemon:
 
     def _admin_stats(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "pid": os.getpid(), "grants": len(self.store.grants),
+                "shared": sum(map(len, self.store.others.values())), "senders": len(self.senders),
                 "decisions": self.decisions, "permitted": self.permitted, "reports": self.reports,
                 "connections": {k: len(v) for k, v in self.conns.items()}}
 
@@ -1369,7 +1530,7 @@ def build_parser() -> argparse.ArgumentParser:
     metavars = {"sockets": "bind|systemd", "policy_listen": "HOST:PORT|unix:PATH",
                 "report_listen": "HOST:PORT", "report_users": "USERS", "state_file": "FILE",
                 "token_file": "FILE", "ttl": "SECONDS", "never_authorize": "CIDRS", "protocols": "LIST",
-                "sweep_interval": "SECONDS", "max_grants": "N"}
+                "sweep_interval": "SECONDS", "bind_sender": "yes|no", "senders_file": "FILE", "max_grants": "N"}
     for key, metavar in metavars.items():
         shown = f"default {DEFAULTS[key]!r}" if key in DEFAULTS else f"instead of the config file's {key}"
         serve.add_argument("--" + key.replace("_", "-"), dest=key, metavar=metavar, help=shown)
@@ -1377,7 +1538,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     grant = sub.add_parser("grant", parents=[common], help="permit relay from IP for ttl seconds")
     grant.add_argument("ip")
-    grant.add_argument("--user", default="admin", help="name recorded in the audit log (default admin)")
+    grant.add_argument("--user", default="admin",
+                       help="whose grant it is (default admin); with bind_sender, relay is permitted only for "
+                            "envelope senders this user owns")
     sub.add_parser("revoke", parents=[common], help="withdraw the grant of IP").add_argument("ip")
     sub.add_parser("flush", parents=[common], help="withdraw all grants")
     sub.add_parser("stats", parents=[common],
@@ -1444,10 +1607,10 @@ def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> Non
     event_limited("loop-error", message=context.get("message", ""), error=repr(exc) if exc else "")
 
 
-async def _serve(cfg: Config, token: bytes, inherited: dict[str, socket.socket]) -> int:
+async def _serve(cfg: Config, token: bytes, senders: Senders, inherited: dict[str, socket.socket]) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_error)
-    daemon = Daemon(cfg, token, inherited=inherited)
+    daemon = Daemon(cfg, token, inherited=inherited, senders=senders)
     try:
         await daemon.start()
     except (OSError, JournalError) as e:
@@ -1458,7 +1621,7 @@ async def _serve(cfg: Config, token: bytes, inherited: dict[str, socket.socket])
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, daemon.reload_token)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
     await stopping.wait()
     await daemon.stop()
     return 0
@@ -1472,13 +1635,14 @@ def main(argv: list[str] | None = None) -> int:
             return run_admin(args, admin_socket(read_config(args.config, overrides)))
         cfg = load_config(args.config, overrides)
         token = read_token(cfg.token_file)
+        senders = read_senders(cfg.senders_file) if cfg.bind_sender else {}
     except ConfigError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     setup_logging()
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")
-    return asyncio.run(_serve(cfg, token, systemd_sockets()))
+    return asyncio.run(_serve(cfg, token, senders, systemd_sockets()))
 
 
 if __name__ == "__main__":
