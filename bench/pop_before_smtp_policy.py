@@ -80,13 +80,13 @@ def ungranted_ip(j: int) -> str:
     return str(ipaddress.IPv4Address(0x64400000 + 1 + j))  # 100.64.0.0/10
 
 
-def policy_request(ip: str, n: int) -> bytes:
+def policy_request(ip: str, n: int, sender: str | None = None) -> bytes:
     """A Postfix 3.7 smtpd_access_policy request at RCPT stage."""
     attrs = [
         ("request", "smtpd_access_policy"), ("protocol_state", "RCPT"), ("protocol_name", "ESMTP"),
         ("client_address", ip), ("client_name", f"host-{n}.dsl.example.net"), ("client_port", str(40000 + n % 20000)),
         ("reverse_client_name", f"host-{n}.dsl.example.net"), ("server_address", "192.0.2.25"),
-        ("server_port", "587"), ("helo_name", "[192.168.1.23]"), ("sender", f"user{n % 500}@example.org"),
+        ("server_port", "587"), ("helo_name", "[192.168.1.23]"), ("sender", sender or f"user{n % 500}@example.org"),
         ("recipient", f"friend{n}@example.com"), ("recipient_count", "0"), ("queue_id", ""),
         ("instance", f"{n // 3:x}.6581a0f2.4c1d2.0"), ("size", str(1000 + n % 90000)), ("etrn_domain", ""),
         ("stress", ""), ("sasl_method", ""), ("sasl_username", ""), ("sasl_sender", ""),
@@ -102,8 +102,9 @@ def build_pool(grants: int, ratio: float, size: int = 8192) -> list[tuple[bytes,
     rnd = random.Random(42)
     pool = []
     for n in range(size):
-        if rnd.random() < ratio:
-            pool.append((policy_request(granted_ip(rnd.randrange(grants)), n), b"action=OK\n\n"))
+        if rnd.random() < ratio:  # the granted user's own address: relayed with or without --bind-sender
+            i = rnd.randrange(grants)
+            pool.append((policy_request(granted_ip(i), n, f"user{i}@example.org"), b"action=OK\n\n"))
         else:
             pool.append((policy_request(ungranted_ip(rnd.randrange(1_000_000)), n), b"action=DUNNO\n\n"))
     return pool
@@ -298,7 +299,10 @@ def spawn(args: argparse.Namespace, tmp: Path) -> subprocess.Popen:
         f"[pop-before-smtp]\npolicy_listen = unix:{args.policy}\nreport_listen = {args.report}\n"
         f"admin_socket = {args.admin_socket}\nstate_file = {tmp}/state/grants.journal\n"
         f"token_file = {tmp}/token\nsockets = bind\nreport_users =\nttl = 900\nnever_authorize =\n"
-        f"protocols = pop3\nsweep_interval = 30\nbind_sender = no\nsenders_file =\n")  # every key: the daemon has no defaults for them
+        f"protocols = pop3\nsweep_interval = 30\nbind_sender = {'yes' if args.bind_sender else 'no'}\n"
+        f"senders_file = {tmp}/senders\n")  # every key: the daemon has no defaults for them
+    # Who owns which sender, as the role writes it: each granted user their address.
+    (tmp / "senders").write_text("".join(f"user{i}@example.org\tuser{i}\n" for i in range(args.grants)))
     with open(tmp / "daemon.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, str(args.daemon), "serve", "--config", str(tmp / "pbs.conf")],
                                 stdout=log, stderr=log)
@@ -333,6 +337,8 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=GOAL_RATE, help="offered load of the paced phase")
     p.add_argument("--granted-ratio", type=float, default=0.5)
     p.add_argument("--pid", type=int, help="daemon PID on this host, for RSS and CPU figures")
+    p.add_argument("--bind-sender", action="store_true",
+                   help="with --spawn: relay only the granted users' own senders (bind_sender = yes)")
     args = p.parse_args()
 
     tmpdir = tempfile.TemporaryDirectory(prefix="pbs-bench-") if args.spawn else None
@@ -345,7 +351,7 @@ def main() -> int:
         print(f"pop-before-smtp policy benchmark (python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.2f})")
         print(f"daemon: {'spawned ' + str(args.daemon) if proc else 'external'}, pid {pid or 'unknown'}, "
-              f"policy {args.policy}, report {args.report}")
+              f"policy {args.policy}, report {args.report}, bind_sender {'yes' if args.bind_sender else 'no'}")
         if pid:
             print(f"RSS idle: {proc_rss_kib(pid)[0] / 1024:.1f} MiB")
         t0 = time.perf_counter()

@@ -482,7 +482,7 @@ def read_token(path: str) -> bytes:
     return token
 
 
-Senders = dict[str, frozenset[str]]
+Senders = dict[str, tuple[str, ...]]
 
 
 def read_senders(path: str) -> Senders:
@@ -491,7 +491,7 @@ def read_senders(path: str) -> Senders:
     comments). Bounded (MAX_SENDERS_FILE bytes, MAX_SENDERS lines); a bad
     line is an error naming it, so a broken file never binds half."""
     senders: Senders = {}
-    users: dict[str, str] = {}
+    owner_sets: dict[str, tuple[str, ...]] = {}  # one tuple per distinct owners field: most addresses share one
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_SENDERS_FILE + 1)
@@ -508,16 +508,20 @@ def read_senders(path: str) -> Senders:
         if not line or line.startswith("#"):
             continue
         fields = line.split()
-        address, names = fields[0], [u for u in fields[-1].split(",") if u]
+        address, names = fields[0], tuple(sorted({u for u in fields[-1].split(",") if u}))
         if len(fields) != 2 or "@" not in address or not names or any(len(u) > MAX_USER for u in names):
             raise ConfigError(f"senders file {path}, line {number}: expected 'ADDRESS USER[,USER...]'")
         if len(senders) >= MAX_SENDERS:
             raise ConfigError(f"senders file {path} has more than {MAX_SENDERS} addresses")
-        senders[address.lower()] = frozenset(users.setdefault(u, sys.intern(u)) for u in names)
+        key = ",".join(names)
+        owners = owner_sets.get(key)
+        if owners is None:
+            owners = owner_sets[key] = tuple(sys.intern(u) for u in names)
+        senders[address.lower()] = owners
     return senders
 
 
-def sender_owners(senders: Senders, sender: str) -> frozenset[str]:
+def sender_owners(senders: Senders, sender: str) -> tuple[str, ...]:
     """Who owns an envelope sender: its exact address, else the address
     without its +extension (as Postfix looks it up)."""
     address = sender.lower()
@@ -527,7 +531,7 @@ def sender_owners(senders: Senders, sender: str) -> frozenset[str]:
         base = local.partition("+")[0]
         if at and base != local:
             owners = senders.get(f"{base}@{domain}")
-    return owners or frozenset()
+    return owners or ()
 
 
 # ---------------------------------------------------------------- journal ---
@@ -1055,7 +1059,7 @@ class Daemon:
         user = g[USER]
         if self.cfg.bind_sender:
             sender = _text(_attr(req, b"sender="))
-            owners = sender_owners(self.senders, sender) if sender else frozenset()
+            owners = sender_owners(self.senders, sender) if sender else ()
             user = next((u for u in self.store.users(ip, g, now) if u in owners), None)
             if user is None:
                 # The sender stage leaves it to Postfix's own checks (a
