@@ -15,7 +15,7 @@ case "${DEMO_DEBIAN:-13}" in
     *) echo "DEMO_DEBIAN must be 12 or 13" >&2; exit 2 ;;
 esac
 # host port -> container port
-PORTS=(2525:25 1110:110 1995:995 1143:143 1993:993 8443:443)
+PORTS=(2525:25 1587:587 1465:465 1110:110 1995:995 1143:143 1993:993 8443:443)
 
 down() {
     docker rm -f "$NAME" >/dev/null 2>&1 || true
@@ -82,6 +82,7 @@ qubemail demo appliance is up (container qubemail-demo; `make demo-down` removes
   WebMail https://127.0.0.1:8443/   log in as alice or bob: "Mailing Lists" -> team holds a thread;
                                     carol is in no list and has no "Mailing Lists"
   SMTP 127.0.0.1:2525   POP3 127.0.0.1:1110 (STLS), POP3S :1995   IMAP 127.0.0.1:1143 (STARTTLS), IMAPS :1993
+  Submission 127.0.0.1:1587 (STARTTLS), :1465 (TLS): log in with the POP3/IMAP name and password
   Users: alice / alice-demo-pw  (alias sales@demo.test)   bob / bob-demo-pw   carol / carol-demo-pw
   Domain demo.test. List: team@demo.test (alice, bob), archived in "Mailing Lists/team"
   Self-signed certificate: tell your browser or client to accept it (curl: -k).
@@ -89,6 +90,11 @@ qubemail demo appliance is up (container qubemail-demo; `make demo-down` removes
 POP-before-SMTP in two lines: check mail first, then relay works from your address for 15 minutes.
   curl -k --ssl-reqd pop3://127.0.0.1:1110/ -u alice:alice-demo-pw
   printf 'Subject: hi\n\nhello\n' | curl -s smtp://127.0.0.1:2525 --mail-from alice@demo.test --mail-rcpt friend@elsewhere.test -T - && echo relay accepted
+  (only as alice's own addresses: as bob@demo.test it is refused, 553)
+
+A mail program of today (Thunderbird, a phone): IMAP 127.0.0.1:1993 SSL/TLS, outgoing 127.0.0.1:1465 SSL/TLS
+(or :1587 STARTTLS), normal password, user name alice. From the command line:
+  printf 'Subject: hi\n\nhello\n' | curl -sk --ssl-reqd smtp://127.0.0.1:1587 -u alice:alice-demo-pw --mail-from alice@demo.test --mail-rcpt bob@demo.test -T - && echo sent
 HOWTO
 }
 
