@@ -50,7 +50,8 @@ def test_relay_restrictions_ask_the_daemon_before_refusing(host):
     restrictions = " ".join(host.check_output("postconf -h smtpd_relay_restrictions").split())
     assert restrictions == (
         "permit_mynetworks, permit_auth_destination, check_policy_service "
-        "{ unix:private/pop-before-smtp, timeout=2s, default_action=DUNNO }, reject_unauth_destination")
+        "{ unix:private/pop-before-smtp, timeout=2s, default_action=DUNNO, policy_context=relay }, "
+        "reject_unauth_destination")
 
 
 def test_generated_files_carry_a_banner_and_no_timestamp(host):
