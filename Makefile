@@ -47,10 +47,7 @@ unit:
 # machine's CPUs half idle, and much of a verify step waits for mail),
 # longest first; each one's output is shown whole
 # when it ends (scripts/molecule-scenario.sh). `make molecule-lists` runs one.
-# upgrade (Debian 12 -> 13) is out of this list until it passes every time:
-# it failed in 2 of its last 4 runs (WebMail's compose page slow under load;
-# mail sent during the upgrade left in the queue once). `make molecule-upgrade`.
-SCENARIOS ?= lists default debian12 ssh
+SCENARIOS ?= lists upgrade default debian12 ssh
 MOLECULE_JOBS ?= 3
 molecule:
 	@$(MAKE) --no-print-directory -k -j$(MOLECULE_JOBS) $(addprefix molecule-,$(SCENARIOS))
