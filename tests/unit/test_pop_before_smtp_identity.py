@@ -4,9 +4,16 @@ policy service relays only for senders those users own."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
-from test_pop_before_smtp import T0, TOKEN, Clock, logbuf, make_config, pbs, policy_request, store  # noqa: F401 (logbuf: a fixture)
+from test_pop_before_smtp import (DAEMON, T0, TOKEN, Clock, config_values, logbuf, make_config, pbs,
+                                  policy_request, store)  # noqa: F401 (logbuf: a fixture)
 
 SENDERS = ("# qubemail: who owns which sender\n"
            "alice@example.org\talice\n"
@@ -220,3 +227,43 @@ def test_the_policy_socket_answers_with_the_binding(tmp_path):
             await d.stop()
 
     assert asyncio.run(scenario()) == [pbs.OK, pbs.NOT_YOURS]
+
+
+def test_systemd_is_told_when_the_daemon_is_ready(tmp_path):
+    """Type=notify: READY=1 once SIGHUP is handled (a reload right after a
+    start once ended a daemon still starting, before its handler was set)."""
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(path)
+        sink.settimeout(5)
+        pbs.sd_notify(b"READY=1", {"NOTIFY_SOCKET": path})
+        assert sink.recv(64) == b"READY=1"
+    pbs.sd_notify(b"READY=1", {})  # not under systemd: nothing, no error
+
+
+def test_the_serving_daemon_says_ready_then_takes_sighup(tmp_path):
+    (tmp_path / "token").write_bytes(TOKEN + b"\n")
+    senders = senders_file(tmp_path)
+    conf = tmp_path / "pbs.conf"
+    values = dict(config_values(tmp_path), bind_sender="yes", senders_file=str(senders))
+    conf.write_text("[pop-before-smtp]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+    notify = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(notify)
+        sink.settimeout(10)
+        proc = subprocess.Popen([sys.executable, str(DAEMON), "serve", "--config", str(conf)],
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "NOTIFY_SOCKET": notify})
+        try:
+            assert sink.recv(64) == b"READY=1"
+            senders.write_text(SENDERS + "sales@example.org alice\n")
+            proc.send_signal(signal.SIGHUP)  # what `systemctl reload` does
+            deadline = time.time() + 10
+            while pbs.admin_call(values["admin_socket"], {"cmd": "stats"})["senders"] != 4:
+                assert proc.poll() is None and time.time() < deadline
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0
+    assert "reload senders=4" in err

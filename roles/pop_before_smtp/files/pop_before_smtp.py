@@ -352,6 +352,20 @@ def systemd_sockets(environ: dict[str, str] | None = None) -> dict[str, socket.s
     return found
 
 
+def sd_notify(state: bytes, environ: dict[str, str] | None = None) -> None:
+    """Tell systemd (Type=notify) the daemon's state, e.g. READY=1 once its
+    signal handlers are in place: until then systemd queues a reload (a
+    SIGHUP that would otherwise end a daemon still starting). Nothing
+    without NOTIFY_SOCKET."""
+    path = (os.environ if environ is None else environ).get("NOTIFY_SOCKET", "")
+    if not path:
+        return
+    if path.startswith("@"):  # an abstract socket
+        path = "\0" + path[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        s.sendto(state, path)
+
+
 def peer_uid(conn: socket.socket) -> int | None:
     """The uid that owns the other end of a local TCP connection, asked of
     the kernel (NETLINK_SOCK_DIAG, an exact lookup by the four-tuple), or
@@ -1626,6 +1640,7 @@ async def _serve(cfg: Config, token: bytes, senders: Senders, inherited: dict[st
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    sd_notify(b"READY=1")
     await stopping.wait()
     await daemon.stop()
     return 0
