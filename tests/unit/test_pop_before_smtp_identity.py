@@ -256,7 +256,7 @@ def test_the_serving_daemon_says_ready_then_takes_sighup(tmp_path):
         try:
             assert sink.recv(64) == b"READY=1"
             senders.write_text(SENDERS + "sales@example.org alice\n")
-            proc.send_signal(signal.SIGHUP)  # what `systemctl reload` does
+            proc.send_signal(signal.SIGHUP)  # what the role's reload handler sends
             deadline = time.time() + 10
             while pbs.admin_call(values["admin_socket"], {"cmd": "stats"})["senders"] != 4:
                 assert proc.poll() is None and time.time() < deadline
