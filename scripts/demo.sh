@@ -10,8 +10,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 NAME=qubemail-demo
 # Debian 13 unless DEMO_DEBIAN=12 (both images: scripts/host-setup.sh).
 case "${DEMO_DEBIAN:-13}" in
-    12) IMAGE=qubemail/debian12-systemd:2 ;;
-    13) IMAGE=qubemail/debian13-systemd:1 ;;
+    12) IMAGE=qubemail/debian12-systemd:3 ;;
+    13) IMAGE=qubemail/debian13-systemd:2 ;;
     *) echo "DEMO_DEBIAN must be 12 or 13" >&2; exit 2 ;;
 esac
 # host port -> container port
