@@ -19,6 +19,8 @@ from webmail import WebMail, browser  # noqa: E402
 SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 (APPLIANCE, APPLIANCE_IP), (CLIENT, CLIENT_IP) = (platforms("upgrade")[g] for g in ("qubemail", "clients"))
 DOMAIN = "qube.test"
+HOSTNAME = f"mail.{DOMAIN}"
+PEBBLE_ROOT = "/root/pebble-root.pem"
 PASSWORDS = {"alice": "alice-test-pw", "bob": "bob-test-pw", "carol": "carol-test-pw"}
 EXTERNAL = "someone@external.test"  # routed by the smart relay to the client's sink
 
@@ -134,3 +136,12 @@ def upgraded(appliance, probe):
     again, again_seconds = converge()
     return {"subject": subject, "before": before, "halted": halted, "during": during, "after": after, "run": run,
             "seconds": seconds, "again": again, "again_seconds": again_seconds}
+
+
+@pytest.fixture(scope="session")
+def pebble_root(client):
+    """pebble's root (made when it started), where the client's checks read it."""
+    client.check_output("python3 -c 'import ssl, sys, urllib.request; print(urllib.request.urlopen("
+                        "sys.argv[1], context=ssl.create_default_context(cafile=sys.argv[2])).read().decode())'"
+                        f" https://{CLIENT_IP}:15000/roots/0 /etc/pebble/ca.pem > {PEBBLE_ROOT}")
+    return PEBBLE_ROOT

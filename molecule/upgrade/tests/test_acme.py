@@ -7,14 +7,11 @@ against pebble's root, by the host name, on every TLS port."""
 import json
 import textwrap
 
-import pytest
-from conftest import APPLIANCE_IP, CLIENT, CLIENT_IP, DOMAIN, wait_for
+from conftest import APPLIANCE_IP, CLIENT, DOMAIN, HOSTNAME, wait_for
 from probe import subjects
 
 testinfra_hosts = [f"docker://{CLIENT}"]
 
-HOSTNAME = f"mail.{DOMAIN}"
-PEBBLE_ROOT = "/root/pebble-root.pem"
 LIVE = "/etc/letsencrypt/live/qubemail"
 FAILED_SUBJECT = f"[{HOSTNAME}] the certificate was not renewed"
 # certbot.service as the timer starts it, but renewing now (pebble's
@@ -44,15 +41,6 @@ SERVED = textwrap.dedent("""
             out[port] = {"error": repr(exc)}
     print(json.dumps(out))
 """)
-
-
-@pytest.fixture(scope="module")
-def pebble_root(host):
-    """pebble's root (made when it started), where the client's checks read it."""
-    host.check_output("python3 -c 'import ssl, sys, urllib.request; print(urllib.request.urlopen("
-                      "sys.argv[1], context=ssl.create_default_context(cafile=sys.argv[2])).read().decode())'"
-                      f" https://{CLIENT_IP}:15000/roots/0 /etc/pebble/ca.pem > {PEBBLE_ROOT}")
-    return PEBBLE_ROOT
 
 
 def served(host, root):
@@ -89,7 +77,8 @@ def test_every_tls_port_serves_the_acme_certificate_kept_across_the_upgrade(upgr
     assert certs[993]["names"] == sorted([HOSTNAME, f"autoconfig.{DOMAIN}", f"autodiscover.{DOMAIN}"])
     # Obtained on Debian 12 (the first converge), not asked for again by the upgrade's runs.
     before, after = upgraded["before"]["certificate"], upgraded["after"]["certificate"]
-    assert "Pebble" in before and before == after, (before, after)
+    # openssl 3.0 (Debian 12) prints "CN = Pebble ...", 3.5 (13) "CN=Pebble ...".
+    assert "Pebble" in before and before.replace(" ", "") == after.replace(" ", ""), (before, after)
     assert int(before.split("serial=", 1)[1].split()[0], 16) == int(serial, 16)
 
 
