@@ -42,7 +42,8 @@ RETURN = r"""
 _value:
   description:
     - "A dict with C(enabled), C(https_port), C(http_port) (V(0) = none), C(hsts_max_age) (V(0) = no header),
-      C(product_name), C(language), C(session_lifetime) (minutes), C(max_upload_mb), C(max_message_size)
+      C(product_name), C(language), C(session_lifetime) (minutes), C(max_upload_mb), C(autoconfig) (bool),
+      C(max_message_size)
       (Roundcube's limit, the upload size plus base64), C(imap_host) (V(127.0.0.1:143) or V(tls://127.0.0.1:143)),
       C(imap_starttls) (bool) and C(smtp_host) (V(tls://127.0.0.1:587), submission with STARTTLS)."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
@@ -55,7 +56,7 @@ _value:
 WEBMAIL_SETTINGS = (
     "webmail_enabled", "webmail_https_port", "webmail_http_port", "webmail_hsts_max_age",
     "webmail_product_name", "webmail_language", "webmail_session_lifetime", "webmail_max_upload_mb",
-    "mta_loopback_port", "pop_plaintext_auth_from_loopback",
+    "webmail_autoconfig", "mta_loopback_port", "pop_plaintext_auth_from_loopback",
 )
 WEBMAIL_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
 
@@ -66,7 +67,7 @@ def qubemail_webmail(settings, collect=False):
 
     Returns ``{"enabled", "https_port", "http_port", "hsts_max_age",
     "product_name", "language", "session_lifetime", "max_upload_mb",
-    "imap_host", "smtp_host"}``.  ``http_port`` 0 means nothing answers plain
+    "autoconfig", "imap_host", "smtp_host"}``.  ``http_port`` 0 means nothing answers plain
     HTTP.  ``imap_host`` is plain IMAP on loopback, or STARTTLS
     (``tls://``) when Dovecot refuses plaintext passwords even there;
     ``smtp_host`` is Postfix's submission port on loopback (it stays there
@@ -89,6 +90,7 @@ def qubemail_webmail(settings, collect=False):
                                        1, 24 * 60, " (minutes)"),
         "max_upload_mb": check_int(errors, "webmail_max_upload_mb", s["webmail_max_upload_mb"], 1, 2048,
                                     " (MiB)"),
+        "autoconfig": check_bool(errors, "webmail_autoconfig", s["webmail_autoconfig"]),
     }
     language = s["webmail_language"]
     if isinstance(language, str) and WEBMAIL_LANGUAGE_RE.match(language):

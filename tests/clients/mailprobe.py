@@ -14,6 +14,7 @@ object, so a test on the controller can assert on every server reply:
   mailprobe login-time --server H --user U --password P [--count N]
   mailprobe raw --server H [--port 25] [--step N:BYTES ...] [--step eof:BYTES]
   mailprobe https --server H [--port 443] [--path /]
+  mailprobe autoconfig --server H --email A --password P --to B [--kind thunderbird|outlook] [--cafile F]
 
 SMTP commands are sent verbatim (`MAIL FROM:<A>`, `RCPT TO:<B>`) so the
 open-relay battery can use forms that smtplib would rewrite.
@@ -34,6 +35,8 @@ import ssl
 import statistics
 import sys
 import time
+import urllib.parse
+import xml.etree.ElementTree as ET
 
 
 def _bind_source(address):
@@ -395,6 +398,110 @@ def cmd_https(args):
         conn.close()
 
 
+#: Outlook's Autodiscover request (POX) and the namespace of its answer.
+AUTODISCOVER_REQUEST = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">'
+    "<Request><EMailAddress>{email}</EMailAddress>"
+    "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+    "</AcceptableResponseSchema></Request></Autodiscover>")
+AUTODISCOVER_NS = {"a": "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"}
+
+
+def _resolve_all_to(address):
+    """Every host name resolves to `address`, as the test network's DNS
+    would: clients still connect, send SNI and check certificates by name."""
+    getaddrinfo = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        return getaddrinfo(address, *args, **kwargs)
+
+    socket.getaddrinfo = resolve
+
+
+def parse_thunderbird(text, email_address):
+    """Thunderbird's config-v1.1.xml: ([incoming], [outgoing]), each a dict
+    with type, hostname, port, socket and username (placeholders filled)."""
+    local = email_address.split("@", 1)[0]
+
+    def server(node):
+        username = (node.findtext("username") or "").replace("%EMAILLOCALPART%", local)
+        return {"type": node.get("type"), "hostname": node.findtext("hostname"), "port": int(node.findtext("port")),
+                "socket": node.findtext("socketType"), "username": username.replace("%EMAILADDRESS%", email_address)}
+
+    provider = ET.fromstring(text).find("emailProvider")
+    return ([server(n) for n in provider.findall("incomingServer")],
+            [server(n) for n in provider.findall("outgoingServer")])
+
+
+def parse_autodiscover(text):
+    """Outlook's Autodiscover answer: ([incoming], [outgoing]) as parse_thunderbird."""
+    incoming, outgoing = [], []
+    for node in ET.fromstring(text).iterfind(".//a:Account/a:Protocol", AUTODISCOVER_NS):
+        kind = node.findtext("a:Type", namespaces=AUTODISCOVER_NS).lower()
+        server = {"type": kind, "hostname": node.findtext("a:Server", namespaces=AUTODISCOVER_NS),
+                  "port": int(node.findtext("a:Port", namespaces=AUTODISCOVER_NS)),
+                  "socket": {"SSL": "SSL", "TLS": "STARTTLS"}[node.findtext("a:Encryption", namespaces=AUTODISCOVER_NS)],
+                  "username": node.findtext("a:LoginName", namespaces=AUTODISCOVER_NS)}
+        (outgoing if kind == "smtp" else incoming).append(server)
+    return incoming, outgoing
+
+
+def cmd_autoconfig(args):
+    """As a mail program sets an account up: ask for the settings (Thunderbird's
+    autoconfig or Outlook's Autodiscover, over HTTPS), then use the first
+    incoming and the first outgoing server from the answer alone: log in
+    over IMAP or POP3, and send one message with AUTH to `--to`."""
+    context = ssl.create_default_context(cafile=args.cafile) if args.cafile else tls_context()
+    _resolve_all_to(args.server)
+    domain = args.email.split("@", 1)[1]
+    out = {}
+    try:
+        if args.kind == "thunderbird":
+            host = f"autoconfig.{domain}"
+            path = "/mail/config-v1.1.xml?" + urllib.parse.urlencode({"emailaddress": args.email})
+            method, body = "GET", None
+        else:
+            host = f"autodiscover.{domain}"
+            path, method = "/autodiscover/autodiscover.xml", "POST"
+            body = AUTODISCOVER_REQUEST.format(email=args.email).encode()
+        conn = http.client.HTTPSConnection(host, 443, timeout=args.timeout, context=context)
+        conn.request(method, path, body=body, headers={"Content-Type": "text/xml"} if body else {})
+        response = conn.getresponse()
+        text = response.read().decode("utf-8", "replace")
+        conn.close()
+        out["http"] = [response.status, response.getheader("Content-Type")]
+        incoming, outgoing = (parse_thunderbird(text, args.email) if args.kind == "thunderbird"
+                              else parse_autodiscover(text))
+        out["incoming"], out["outgoing"] = incoming, outgoing
+        inbound, outbound = incoming[0], outgoing[0]
+        if inbound["socket"] != "SSL":
+            raise ValueError(f"the incoming server is offered with {inbound['socket']}, not implicit TLS")
+        if inbound["type"] == "imap":
+            session = imaplib.IMAP4_SSL(inbound["hostname"], inbound["port"], ssl_context=context,
+                                        timeout=args.timeout)
+            out["login"] = session.login(inbound["username"], args.password)[0] == "OK"
+            session.logout()
+        else:
+            session = poplib.POP3_SSL(inbound["hostname"], inbound["port"], timeout=args.timeout, context=context)
+            session.user(inbound["username"])
+            out["login"] = session.pass_(args.password).startswith(b"+OK")
+            session.quit()
+        ssl_first = outbound["socket"] == "SSL"
+        smtp = (smtplib.SMTP_SSL(outbound["hostname"], outbound["port"], timeout=args.timeout, context=context)
+                if ssl_first else smtplib.SMTP(outbound["hostname"], outbound["port"], timeout=args.timeout))
+        if not ssl_first:
+            smtp.starttls(context=context)
+        smtp.login(outbound["username"], args.password)
+        refused = smtp.sendmail(args.email, [args.to], _message(args.email, args.to, args.subject))
+        out["sent"] = not refused
+        smtp.quit()
+    except (http.client.HTTPException, OSError, ET.ParseError, smtplib.SMTPException, imaplib.IMAP4.error,
+            poplib.error_proto, AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", required=True)
@@ -452,6 +559,14 @@ def main(argv=None):
     https.add_argument("--path", default="/")
     https.add_argument("--host", help="Host header (default: --server)")
 
+    autoconfig = sub.add_parser("autoconfig", help="set an account up from the appliance's autoconfig, log in, send")
+    autoconfig.add_argument("--email", required=True)
+    autoconfig.add_argument("--password", required=True)
+    autoconfig.add_argument("--to", required=True)
+    autoconfig.add_argument("--subject", default="mailprobe autoconfig")
+    autoconfig.add_argument("--kind", choices=["thunderbird", "outlook"], default="thunderbird")
+    autoconfig.add_argument("--cafile", help="check certificates against these CAs (default: not checked)")
+
     args = parser.parse_args(argv)
     if args.source:
         _bind_source(args.source)
@@ -463,7 +578,7 @@ def main(argv=None):
         args.port = 443
     handler = {"smtp": cmd_smtp, "pop3": cmd_pop3, "imap": cmd_imap, "imap-ask": cmd_imap_ask,
                "unlock": cmd_unlock, "expiry": cmd_expiry, "login-time": cmd_login_time,
-               "raw": cmd_raw, "https": cmd_https}[args.cmd]
+               "raw": cmd_raw, "https": cmd_https, "autoconfig": cmd_autoconfig}[args.cmd]
     json.dump(handler(args), sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -1500,7 +1500,7 @@ def test_webmail_defaults_are_off_and_local():
         "enabled": False, "https_port": 443, "http_port": 80, "hsts_max_age": 63072000,
         "product_name": "Qube WebMail", "language": "en_US", "session_lifetime": 30, "max_upload_mb": 10,
         "imap_host": "127.0.0.1:143", "imap_starttls": False, "smtp_host": "tls://127.0.0.1:587",
-        "max_message_size": "14M",
+        "max_message_size": "14M", "autoconfig": True,
     }
 
 
@@ -1548,6 +1548,7 @@ def test_webmail_port_check_follows_the_loopback_listener():
     ("webmail_session_lifetime", 0, "webmail_session_lifetime = 0: expected an integer from 1 to 1440 (minutes)"),
     ("webmail_max_upload_mb", "10M", "webmail_max_upload_mb = '10M': expected an integer from 1 to 2048 (MiB), "
                                      "not a string"),
+    ("webmail_autoconfig", "yes please", None),
 ])
 def test_webmail_bad_values_name_the_field(field, value, expected):
     lines = webmail_errors(**{field: value})
