@@ -58,7 +58,11 @@ def mail_log(appliance):
 def test_mail_sent_during_the_upgrade_arrives_once(upgraded, probe, appliance):
     subject = upgraded["subject"]
     assert rcpt_codes(upgraded["during"]["inbox"]) == [250]
-    assert wait_for(lambda: inbox(probe, "alice", subject["during"]), timeout=60), mail_log(appliance)
+    # On failure: what the playbook did about the old Postfix master, and Postfix's log.
+    lines = upgraded["run"].stdout.splitlines()
+    master = [" ".join(lines[i:i + 3]) for i, line in enumerate(lines) if "Postfix master" in line or
+              "deferred under the old Postfix" in line]
+    assert wait_for(lambda: inbox(probe, "alice", subject["during"]), timeout=60), (master, mail_log(appliance))
     assert inbox(probe, "alice", subject["during"]) == 1
     assert rcpt_codes(upgraded["during"]["post"]) == [250]
     assert wait_for(lambda: any(subject["during_post"] in s for s in subjects(
