@@ -12,7 +12,7 @@ import contextlib
 import shutil
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -141,14 +141,42 @@ class WebMail:
             text = self._send_once(to, subject, body, forged_from)
         return text
 
-    def _send_once(self, to, subject, body, forged_from):
-        self.driver.get(self.url + "?_task=mail&_action=compose")
+    def page_state(self):
+        """What the browser shows, for a failure message: address, title,
+        Roundcube's toasts and the start of the page's text."""
+        try:
+            return self.driver.execute_script(
+                "var s = document.querySelector('#messagestack');"
+                " return 'url=' + location.href + ' title=' + document.title"
+                " + ' ready=' + document.readyState"
+                " + ' busy=' + (window.rcmail ? rcmail.busy : 'no rcmail')"
+                " + ' toasts=' + (s ? s.innerText.trim() : '')"
+                " + ' text=' + (document.body ? document.body.innerText.slice(0, 300) : '');")
+        except WebDriverException as error:
+            return f"(page unreadable: {error.msg})"
+
+    def _compose(self):
+        """Open a compose page; return its recipient field once usable.
+        The page builds its editor in the browser after PHP's page: on a
+        loaded machine (CI converging other scenarios) that took more than
+        30 s once, so it gets three times the usual wait. A page that is
+        still not usable then (seen once in CI, state unknown) is loaded
+        once more, and what it showed is kept for the failure message."""
         recipients = (By.CSS_SELECTOR, "#compose_to .recipient-input input")
-        # The compose page builds its editor in the browser after PHP's page:
-        # on a loaded machine (CI converging other scenarios) that took more
-        # than 30 s once, so it gets three times the usual wait.
-        WebDriverWait(self.driver, 3 * self.timeout, ignored_exceptions=[StaleElementReferenceException]).until(
-            EC.element_to_be_clickable(recipients)).send_keys(to + ", ")
+        seen = []
+        for _ in range(2):
+            self.driver.get(self.url + "?_task=mail&_action=compose")
+            try:
+                return WebDriverWait(self.driver, 3 * self.timeout,
+                                     ignored_exceptions=[StaleElementReferenceException]).until(
+                    EC.element_to_be_clickable(recipients))
+            except TimeoutException:
+                seen.append(self.page_state())
+                print(f"WebMail compose page not usable after {3 * self.timeout} s: {seen[-1]}")
+        raise AssertionError("WebMail's compose page never became usable: " + " | ".join(seen))
+
+    def _send_once(self, to, subject, body, forged_from):
+        self._compose().send_keys(to + ", ")
         if forged_from:
             self.driver.execute_script(
                 "var f = document.querySelector('[name=_from]'), o = document.createElement('option');"
