@@ -72,9 +72,7 @@ _value:
       none unless C(mta_submission_relay_policy));
       C(alias_maps_extra); C(internal_recipients) (sorted); C(main_cf_extra) (sorted [name, value] pairs);
       C(submission_services) (master.cf's submission services: dicts with C(listen), C(name) and C(options), the
-      C(-o) arguments; port 587 listens on 127.0.0.1 at least, for WebMail); C(sender_logins) (sorted [address,
-      logins] pairs: each user's name and aliases at every domain and their C(send_as), logins comma-separated);
-      C(sender_domains) (the domains and the host name, sorted: senders a stranger may not use on port 25)."
+      C(-o) arguments; port 587 listens on 127.0.0.1 at least, for WebMail); C(sender_domains) (the domains and the host name, sorted: senders a stranger may not use on port 25)."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
@@ -336,7 +334,6 @@ def qubemail_mta(settings, base, collect=False):
         "internal_recipients": sorted(set(internal) - {None}),
         "main_cf_extra": extra,
         "submission_services": _submission_services(port_587, port_465),
-        "sender_logins": base["sender_logins"],
         "sender_domains": sorted(set(base["domains"]) | {base["hostname"]}),
     }, collect)
 

@@ -1,7 +1,7 @@
 """Authenticated submission (587 STARTTLS, 465 TLS): logins checked by
 Dovecot through a socket only Postfix can reach, AUTH only under TLS, and
 each user sending only as the addresses that are theirs (qubemail_users:
-name and aliases at every domain, send_as)."""
+name and aliases at every domain, send_as; the lists they own)."""
 
 import shlex
 
@@ -69,6 +69,7 @@ def test_wrong_password_is_refused_and_sends_nothing(probe):
     ("alice", "Sales@Qube-Alias.test"),   # her alias at the other domain, any case
     ("alice", "alice+news@qube.test"),    # an address extension of her own
     ("bob", "office@qube.test"),          # granted by send_as
+    ("bob", "announce@qube-alias.test"),  # the list he owns, at either domain
 ])
 def test_a_user_may_send_as_each_address_of_theirs(probe, user, sender):
     subject = unique_subject(f"{user} as {sender}")
@@ -83,6 +84,7 @@ def test_a_user_may_send_as_each_address_of_theirs(probe, user, sender):
     ("alice", "office@qube.test"),        # a site alias she receives but was not granted
     ("alice", "ceo@bigbank.example"),     # anyone else's
     ("alice", "postmaster@qube.test"),
+    ("alice", "announce@qube.test"),      # a list she is a member of, not an owner
 ])
 def test_a_user_may_not_send_as_anyone_else(probe, user, sender):
     reply = submit(probe, user, "carol@qube.test", sender, data=False)
