@@ -46,7 +46,7 @@ CASES = {
     "every role": ({"qubemail_tls_dir": "etc/qubemail/tls", "mta_main_cf_extra": {"mynetworks": "0.0.0.0/0"},
                     "pop_tls_min_protocol": "TLSv1.1", "pop_before_smtp_sweep_interval": 0,
                     "lists_spool": "/var/spool/my lists", "webmail_session_lifetime": 0,
-                    "acme_directory_url": "http://acme.example.net/directory",
+                    "acme_directory_url": "http://acme.example.net/directory", "fail2ban_findtime": 5,
                     "mta_relay_alowed_networks": ["10.0.0.0/8"]},
                    ["qubemail_tls_dir = 'etc/qubemail/tls': expected an absolute path",
                     "mta_main_cf_extra['mynetworks'] = 'mynetworks': is set by the role itself",
@@ -56,6 +56,7 @@ CASES = {
                     "webmail_session_lifetime = 0: expected an integer from 1 to 1440 (minutes)",
                     "acme_directory_url = 'http://acme.example.net/directory': expected the https:// URL of an "
                     "ACME directory, such as https://acme-v02.api.letsencrypt.org/directory",
+                    "fail2ban_findtime = 5: expected an integer from 10 to 86400 (seconds)",
                     "mta_relay_alowed_networks: is not a variable of any qubemail role "
                     "(did you mean 'mta_relay_allowed_networks'?)"]),
     # The example inventory's placeholders left in place.

@@ -1,0 +1,101 @@
+"""fail2ban: an address that keeps failing to log in (submission, POP3,
+IMAP) is turned away on every port, other clients go on, loopback is never
+banned, and the ban ends (fail2ban_bantime: 60 in the scenario's
+inventory). The guesser is the client's ATTACKER_IP; each test lifts its
+bans afterwards, so it passes alone and in any order."""
+
+import concurrent.futures
+import shlex
+
+import pytest
+
+from conftest import ATTACKER_IP, OTHER_CLIENT_IP, PASSWORDS, grants, journal, wait_for
+
+JAILS = ("postfix-sasl", "dovecot")
+MAXRETRY = 10  # fail2ban_maxretry's default
+
+
+@pytest.fixture
+def attacker(appliance):
+    """ATTACKER_IP, banned by no jail before and after the test."""
+    def unban():
+        for jail in JAILS:
+            appliance.run(f"fail2ban-client set {jail} unbanip {ATTACKER_IP}")
+    unban()
+    yield ATTACKER_IP
+    unban()
+    appliance.run(f"pop-before-smtp revoke {ATTACKER_IP}")
+
+
+def guess(probe, source, service, password="guess", user="alice"):
+    """One login as `user` from `source` (3 s each: a banned address is turned away)."""
+    if service == "submission":
+        return probe("--source", source, "--timeout", 3, "--port", 587, "smtp", "--starttls", "--login", user,
+                     "--password", password, "--from", f"{user}@qube.test", "--to", "bob@qube.test", "--no-data")
+    return probe("--source", source, "--timeout", 3, service, "--user", user, "--password", password)
+
+
+def guesses(probe, source, services):
+    with concurrent.futures.ThreadPoolExecutor(len(services)) as pool:
+        return list(pool.map(lambda service: guess(probe, source, service), services))
+
+
+def dropped(reply):
+    """The banned address's connection was turned away (nftables rejects it)."""
+    return any(word in reply.get("error", "") for word in ("Connection refused", "timed out"))
+
+
+def banned(appliance, since, jail, address):
+    return f"[{jail}] Ban {address}" in journal(appliance, since, "fail2ban")
+
+
+def test_guessing_on_submission_bans_the_address_on_every_port(appliance, probe, since, attacker):
+    replies = guesses(probe, attacker, ["submission"] * MAXRETRY)
+    assert all(reply.get("auth", [None])[0] == 535 for reply in replies), replies
+    assert wait_for(lambda: banned(appliance, since, "postfix-sasl", attacker), timeout=30)
+    # Dropped everywhere: the right password over POP3 neither logs in nor
+    # unlocks relay by POP-before-SMTP.
+    pop = guess(probe, attacker, "pop3", password=PASSWORDS["alice"])
+    assert dropped(pop), pop
+    assert attacker not in grants(appliance)
+    # Another address of the same client goes on.
+    other = guess(probe, OTHER_CLIENT_IP, "submission", password=PASSWORDS["alice"])
+    assert other["auth"][0] == 235, other
+
+
+def test_guessing_on_pop3_and_imap_bans_the_address(appliance, probe, since, attacker):
+    # Dovecot's words for a failed login differ between 2.3 (Debian 12) and
+    # 2.4 (Debian 13); the dovecot jail reads both.
+    replies = guesses(probe, attacker, ["pop3", "imap"] * (MAXRETRY // 2))
+    assert all("Authentication failed" in reply.get("error", "") for reply in replies), replies
+    assert wait_for(lambda: banned(appliance, since, "dovecot", attacker), timeout=30)
+    submission = guess(probe, attacker, "submission", password=PASSWORDS["alice"])
+    assert dropped(submission), submission
+
+
+def test_the_ban_ends_on_time(appliance, probe, since, attacker):
+    guesses(probe, attacker, ["submission"] * MAXRETRY)
+    assert wait_for(lambda: banned(appliance, since, "postfix-sasl", attacker), timeout=30)
+    assert wait_for(lambda: f"[postfix-sasl] Unban {attacker}" in journal(appliance, since, "fail2ban"),
+                    timeout=90, interval=2)
+    reply = guess(probe, attacker, "submission", password=PASSWORDS["alice"])
+    assert reply["auth"][0] == 235, reply
+
+
+def test_loopback_is_never_banned(appliance, since):
+    # WebMail's logins to IMAP come from 127.0.0.1: its users' wrong
+    # passwords must not ban WebMail itself.
+    script = ("import imaplib, ssl\n"
+              "for _ in range(%d):\n"
+              "    imap = imaplib.IMAP4('127.0.0.1', 143)\n"
+              "    imap.starttls(ssl._create_unverified_context())\n"
+              "    try:\n"
+              "        imap.login('alice', 'guess')\n"
+              "    except imaplib.IMAP4.error:\n"
+              "        pass\n"
+              "    imap.logout()\n" % (MAXRETRY + 2))
+    appliance.check_output(f"python3 -c {shlex.quote(script)}")
+    # fail2ban read the failures and said why it does not count them.
+    assert wait_for(lambda: "[dovecot] Ignore 127.0.0.1 by " in journal(appliance, since, "fail2ban"), timeout=30)
+    assert "Ban 127.0.0.1" not in journal(appliance, since, "fail2ban")
+    assert "127.0.0.1" not in appliance.check_output("fail2ban-client status dovecot")
