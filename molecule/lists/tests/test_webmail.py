@@ -6,6 +6,7 @@ passes alone and in any order."""
 
 import pathlib
 import re
+import shlex
 import ssl
 import subprocess
 import sys
@@ -160,6 +161,36 @@ def test_wrong_password_is_refused(session):
     assert not session.login("alice", "not-alices-password")
     assert session.login_error() == "Login failed."
     assert session.logged_out()
+
+
+# Roundcube's login form by hand (its page's request token, its cookie), as
+# a password guesser would post it; prints each answer's HTTP status.
+GUESS_WEBMAIL = r"""
+jar=$(mktemp); trap 'rm -f "$jar"' EXIT
+for _ in $(seq "$3"); do
+  token=$(curl -sk --interface "$1" -c "$jar" -b "$jar" "$2" | sed -n 's/.*name="_token" value="\([^"]*\)".*/\1/p' | head -n 1)
+  curl -sk --interface "$1" -c "$jar" -b "$jar" -o /dev/null -w '%{http_code}\n' \
+    --data-urlencode _task=login --data-urlencode _action=login --data-urlencode _timezone=UTC \
+    --data-urlencode _user=alice --data-urlencode _pass=guess --data-urlencode "_token=$token" "$2?_task=login"
+done
+"""
+GUESSER_IP = "172.30.1.60"  # the client's second address (prepare.yml)
+
+
+def test_guessing_webmail_passwords_bans_the_guesser(appliance, client, since):
+    # Roundcube logs each failed login with the browser's address (its
+    # own IMAP login comes from loopback, which is never banned).
+    try:
+        codes = client.check_output(f"bash -c {shlex.quote(GUESS_WEBMAIL)} guess {GUESSER_IP} {URL} 10").split()
+        # Roundcube answers a failed login with its login page (401 since 1.5).
+        assert len(codes) == 10 and set(codes) <= {"200", "401"}, codes
+        assert wait_for(lambda: f"[roundcube-auth] Ban {GUESSER_IP}" in journal(appliance, since, "fail2ban"),
+                        timeout=30)
+        banned = client.run(f"curl -sk --interface {GUESSER_IP} --max-time 3 -o /dev/null {URL}")
+        assert banned.rc in (7, 28), banned  # could not connect / timed out
+        assert client.check_output(f"curl -sk --max-time 10 -o /dev/null -w '%{{http_code}}' {URL}") == "200"
+    finally:
+        appliance.run(f"fail2ban-client set roundcube-auth unbanip {GUESSER_IP}")
 
 
 def test_plain_http_only_redirects_to_https():
