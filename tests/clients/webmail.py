@@ -200,6 +200,12 @@ class WebMail:
                                            " && rcmail.env.action != 'compose' && !rcmail.busy"))
         return text
 
+    def identities(self):
+        """The addresses of the identities on the Settings > Identities page."""
+        self.driver.get(self.url + "?_task=settings&_action=identities")
+        self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#identities-table tbody tr")))
+        return [row.text for row in self.driver.find_elements(By.CSS_SELECTOR, "#identities-table tbody tr")]
+
     def logged_out(self):
         return bool(self.driver.find_elements(By.ID, "rcmloginuser"))
 

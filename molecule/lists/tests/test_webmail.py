@@ -107,6 +107,14 @@ def test_user_sends_mail_through_webmail(session, probe):
     assert subject in subjects(probe.imap("alice", mailbox="Sent")["messages"])
 
 
+def test_identities_are_only_the_users_own_address(session):
+    # identities_level 3: Roundcube makes the one identity at the first
+    # login and offers no way to add or edit one.
+    assert session.login("carol", PASSWORDS["carol"]), session.login_error()
+    identities = session.identities()
+    assert len(identities) == 1 and f"carol@{DOMAIN}" in identities[0], identities
+
+
 @pytest.mark.parametrize("forged", [f"bob@{DOMAIN}", "CEO <ceo@bigbank.example>"])
 def test_webmail_cannot_send_as_someone_else(appliance, session, probe, since, forged):
     # A user may send only as herself: WebMail logs in to submission as
