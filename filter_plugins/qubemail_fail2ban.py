@@ -21,10 +21,11 @@ extends_documentation_fragment:
 description:
   - Checks the C(fail2ban_*) variables (roles/fail2ban/meta/argument_specs.yml) and works out the jails
     (C(postfix-sasl) for failed SASL logins on submission, C(dovecot) for POP3 and IMAP and, with WebMail,
-    C(roundcube-auth)) and the addresses never banned (loopback first, then C(fail2ban_ignore)).
+    C(roundcube-auth)) and the addresses never banned (loopback first, then C(mta_relay_allowed_networks),
+    then C(fail2ban_ignore)).
 options:
   _input:
-    description: Every variable of the fail2ban role, and C(webmail_enabled).
+    description: Every variable of the fail2ban role, and C(webmail_enabled), C(mta_relay_allowed_networks).
     type: dict
     required: true
 """
@@ -45,10 +46,10 @@ _value:
 """
 
 #: The variables qubemail_fail2ban reads (defaults: roles/fail2ban/meta/argument_specs.yml, and
-#: roles/webmail for the last one).
+#: roles/webmail and roles/mta for the last two).
 FAIL2BAN_SETTINGS = (
     "fail2ban_enabled", "fail2ban_maxretry", "fail2ban_findtime", "fail2ban_bantime", "fail2ban_ignore",
-    "webmail_enabled",
+    "webmail_enabled", "mta_relay_allowed_networks",
 )
 #: Never banned: WebMail's own IMAP and submission logins come from here.
 LOOPBACK = ["127.0.0.0/8", "::1"]
@@ -83,9 +84,15 @@ def qubemail_fail2ban(settings, collect=False):
         errors.add("fail2ban_ignore", s["fail2ban_ignore"],
                    "has %d entries; at most %d (name networks rather than addresses)" % (len(ignore), MAX_IGNORE))
     webmail = check_bool(errors, "webmail_enabled", s["webmail_enabled"])
+    # The relay-allowed networks may send without a login anyway; the mta
+    # filter reports their errors.
+    relay = check_networks(Errors(), "mta_relay_allowed_networks", s["mta_relay_allowed_networks"])
     if errors.items:
         return errors.result(None, collect)
-    ignoreip = LOOPBACK + [str(network) for network in ignore if str(network) not in ("127.0.0.0/8", "::1/128")]
+    ignoreip = list(LOOPBACK)
+    for network in relay + ignore:
+        if str(network) not in ignoreip + ["127.0.0.0/8", "::1/128"]:
+            ignoreip.append(str(network))
     jails = [{"name": name, "filter": jail_filter, "comment": comment}
              for name, jail_filter, comment in JAILS if name != "roundcube-auth" or webmail]
     return errors.result({

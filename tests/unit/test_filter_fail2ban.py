@@ -38,6 +38,12 @@ def test_ignored_networks_follow_loopback_once_each():
     assert config["ignoreip"] == ["127.0.0.0/8", "::1", "198.51.100.0/24", "2001:db8::/32"]
 
 
+def test_the_relay_allowed_networks_are_never_banned():
+    config = fail2ban.qubemail_fail2ban(settings(mta_relay_allowed_networks=["192.168.1.0/24"],
+                                                 fail2ban_ignore=["203.0.113.7", "192.168.1.0/24"]))
+    assert config["ignoreip"] == ["127.0.0.0/8", "::1", "192.168.1.0/24", "203.0.113.7/32"]
+
+
 def test_extra_vars_as_strings_are_read_as_numbers():
     assert fail2ban.qubemail_fail2ban(settings(fail2ban_maxretry="3"))["maxretry"] == 3
 
