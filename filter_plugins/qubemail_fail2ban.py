@@ -64,7 +64,7 @@ JAILS = (
     ("dovecot", "dovecot",
      "Failed POP3 and IMAP logins: Dovecot's 'auth failed' (2.3) and 'Login aborted' (2.4)."),
     ("roundcube-auth", "roundcube-auth",
-     "Failed WebMail logins: Roundcube's 'Login failed ... from ADDRESS' (its log goes to the journal)."),
+     "Failed WebMail logins: Roundcube's 'Failed login for NAME from ADDRESS', one line for each (journal)."),
 )
 
 
