@@ -174,7 +174,8 @@ def test_wrong_password_is_refused(session):
 # Roundcube's login form by hand (its page's request token, its cookie), as
 # a password guesser would post it, in a new session each time; prints each
 # answer's HTTP status. After 3 in a minute Roundcube refuses the rest by
-# itself (login_rate_limit, "error: 4"): fail2ban counts those too.
+# itself (login_rate_limit, "error: 4"): fail2ban counts those too. The
+# name guessed is nobody's, so Roundcube's limit holds up no other test.
 GUESS_WEBMAIL = r"""
 jar=$(mktemp); trap 'rm -f "$jar"' EXIT
 for _ in $(seq "$3"); do
@@ -182,7 +183,7 @@ for _ in $(seq "$3"); do
   token=$(curl -sk --interface "$1" -c "$jar" -b "$jar" "$2" | sed -n 's/.*name="_token" value="\([^"]*\)".*/\1/p' | head -n 1)
   curl -sk --interface "$1" -c "$jar" -b "$jar" -o /dev/null -w '%{http_code}\n' \
     --data-urlencode _task=login --data-urlencode _action=login --data-urlencode _timezone=UTC \
-    --data-urlencode _user=alice --data-urlencode _pass=guess --data-urlencode "_token=$token" "$2?_task=login"
+    --data-urlencode _user=mallory --data-urlencode _pass=guess --data-urlencode "_token=$token" "$2?_task=login"
 done
 """
 GUESSER_IP = "172.30.1.60"  # the client's second address (prepare.yml)
