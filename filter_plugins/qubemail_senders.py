@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import base_index
 
 DOCUMENTATION = r"""
 name: qubemail_senders
@@ -40,26 +41,22 @@ _value:
 """
 
 
-def _user_of(base, address):
-    """The user an owner address stands for (NAME or an alias of NAME at one
-    of our domains), else None."""
-    local, _, domain = address.lower().rpartition("@")
-    if domain not in base["domains"]:
-        return None
-    for user in base["users"]:
-        if local == user["name"] or local in user["aliases"]:
-            return user["name"]
-    return None
-
-
 def qubemail_senders(base, lists):
     """[[address, "login,login"]] for Postfix and the daemon, sorted."""
+    user_names, user_aliases, domains, _ = base_index(base, "qubemail_senders: the first argument")
     try:
         owners = {address: set(logins.split(",")) for address, logins in base["sender_logins"]}
         for mailing_list in lists:
-            users = {_user_of(base, owner) for owner in mailing_list["owners"]} - {None}
-            for domain in base["domains"]:
-                if users:
+            users = set()
+            for owner in mailing_list["owners"]:
+                # An owner stands for a user when it is NAME or an alias of
+                # NAME at one of our domains.
+                local, _, domain = owner.lower().rpartition("@")
+                if domain in domains:
+                    users.add(local if local in user_names else user_aliases.get(local))
+            users.discard(None)
+            if users:
+                for domain in domains:
                     owners.setdefault("%s@%s" % (mailing_list["name"], domain), set()).update(users)
     except (KeyError, TypeError, AttributeError) as exc:
         raise AnsibleFilterError("qubemail_senders: expected the outputs of qubemail_base and qubemail_lists (%s)"

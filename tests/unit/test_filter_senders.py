@@ -46,5 +46,8 @@ def test_an_owner_keeps_their_own_addresses():
 
 
 def test_wrong_arguments_are_a_usage_error():
-    with pytest.raises(AnsibleFilterError, match="qubemail_senders: expected the outputs"):
+    with pytest.raises(AnsibleFilterError,
+                       match="qubemail_senders: the first argument must be the output of qubemail_base"):
         senders({"users": []}, [])
+    with pytest.raises(AnsibleFilterError, match="qubemail_senders: expected the outputs"):
+        senders(base_ok(), [{"name": "x"}])
