@@ -21,7 +21,7 @@ NET = APPLIANCE_IP.rsplit(".", 1)[0]  # group_vars/all.yml's testbed_net
 DENIED_IP = f"{NET}.30"  # in mta_denied_hosts
 NEVER_AUTHORIZE_IP = f"{NET}.40"  # in pop_before_smtp_never_authorize
 OTHER_CLIENT_IP = f"{NET}.50"  # the client again, neither denied nor excluded
-ATTACKER_IP = f"{NET}.60"  # the client guessing passwords (test_fail2ban)
+ATTACKER_IPS = [f"{NET}.{n}" for n in (60, 61, 62)]  # the client guessing passwords (test_fail2ban)
 PASSWORDS = {"alice": "alice-test-pw", "bob": "bob-test-pw", "carol": "carol-test-pw"}
 EXTERNAL = "someone@external.test"  # routed by the smart relay to the client's sink
 # A stranger's MAIL FROM in our domains on port 25, not granted: refused by
