@@ -72,7 +72,7 @@ _value:
       none unless C(mta_submission_relay_policy));
       C(alias_maps_extra); C(internal_recipients) (sorted); C(main_cf_extra) (sorted [name, value] pairs);
       C(submission_services) (master.cf's submission services: dicts with C(listen), C(name) and C(options), the
-      C(-o) arguments; port 587 listens on 127.0.0.1 at least, for WebMail); C(sender_domains) (the domains and the host name, sorted: senders a stranger may not use on port 25)."
+      C(-o) arguments; port 587 listens on 127.0.0.1 at least, for WebMail); C(sender_domains) (the domains and the host name, sorted: senders a stranger may not use on port 25); C(milters) (list); C(dovecot_delivery) (bool)."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
@@ -88,8 +88,9 @@ MTA_SETTINGS = (
     "mta_max_message_size_kb", "mta_masquerade_domain", "mta_catch_all", "mta_denied_hosts", "mta_aliases",
     "mta_transports", "mta_relay_policy_services", "mta_relay_policy_timeout", "mta_loopback_port",
     "mta_alias_maps_extra", "mta_internal_recipients", "mta_main_cf_extra", "mta_submission_enabled",
-    "mta_submissions_enabled", "mta_submission_relay_policy",
+    "mta_submissions_enabled", "mta_submission_relay_policy", "mta_milters", "mta_dovecot_delivery",
 )
+MILTER_RE = re.compile(r"^(?:unix:/[A-Za-z0-9_./-]+|inet:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$")
 POLICY_SERVICE_RE = re.compile(r"^(?:unix:[A-Za-z0-9_./-]+|inet:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$")
 LOOKUP_TABLE_RE = re.compile(r"^[a-z][a-z0-9_]*:/[A-Za-z0-9_./+-]+$")
 #: Postfix parameter names.
@@ -109,6 +110,8 @@ MAIN_CF_OWNED = frozenset((
     "smtpd_tls_protocols", "inet_interfaces", "inet_protocols", "smtpd_sender_restrictions", "smtpd_sasl_type",
     "smtpd_sasl_path", "smtpd_sasl_auth_enable", "smtpd_tls_auth_only", "smtpd_sender_login_maps",
     "qubemail_submission_relay_restrictions", "smtpd_tls_mandatory_ciphers", "tls_high_cipherlist",
+    "smtpd_milters", "non_smtpd_milters", "milter_default_action", "milter_protocol", "milter_mail_macros",
+    "mailbox_command",
 ))
 # A Postfix transport_maps next hop: "transport:nexthop", e.g. smtp:[mx]:25.
 TRANSPORT_RE = re.compile(r"^[a-z][a-z0-9_-]*:[^\s,]*$")
@@ -236,7 +239,7 @@ def _alias_loop(name, aliases, mailboxes):
                 stack.append((target, path + [target]))
     return path + [aliases[current][0]]
 
-def _submission_services(port_587, port_465):
+def _submission_services(port_587, port_465, milters):
     """master.cf's submission services: [{"listen", "name", "options"}].
 
     Port 587 always listens on loopback at least: WebMail on this host
@@ -248,6 +251,9 @@ def _submission_services(port_587, port_465):
         "smtpd_relay_restrictions=$qubemail_submission_relay_restrictions",
         "smtpd_sender_restrictions=reject_authenticated_sender_login_mismatch",
     ]
+    if milters:
+        # The milter tells outgoing mail from mail coming in by this name.
+        login.append("milter_macro_daemon_name=ORIGINATING")
     services = [{"listen": "submission" if port_587 else "127.0.0.1:submission", "name": "submission",
                  "options": ["syslog_name=postfix/submission"] + login}]
     if port_465:
@@ -300,7 +306,9 @@ def qubemail_mta(settings, base, collect=False):
             errors.add(site[name][0], site[name][1],
                        "never reaches a mailbox or external address (alias loop: %s)" % " -> ".join(loop))
 
-    policy_services = _policy_services(errors, s["mta_relay_policy_services"])
+    policy_services = _endpoints(errors, "mta_relay_policy_services", s["mta_relay_policy_services"],
+                                 POLICY_SERVICE_RE,
+                                 "a Postfix policy service, unix:private/NAME or inet:127.0.0.1:PORT")
     check_int(errors, "mta_relay_policy_timeout", s["mta_relay_policy_timeout"], 1, 60, " (seconds)")
     loopback_port = check_int(errors, "mta_loopback_port", s["mta_loopback_port"], 0, 65535,
                               " (0: no loopback listener)")
@@ -316,6 +324,10 @@ def qubemail_mta(settings, base, collect=False):
     port_587 = check_bool(errors, "mta_submission_enabled", s["mta_submission_enabled"])
     port_465 = check_bool(errors, "mta_submissions_enabled", s["mta_submissions_enabled"])
     submission_policy = check_bool(errors, "mta_submission_relay_policy", s["mta_submission_relay_policy"])
+    # Milters: unix:/PATH inside Postfix's chroot, or inet:HOST:PORT.
+    milters = _endpoints(errors, "mta_milters", s["mta_milters"], MILTER_RE,
+                         "a Postfix milter, unix:/rspamd/milter.sock or inet:127.0.0.1:PORT")
+    dovecot_delivery = check_bool(errors, "mta_dovecot_delivery", s["mta_dovecot_delivery"])
 
     return errors.result({
         "smtp_enabled": smtp_enabled,
@@ -333,21 +345,21 @@ def qubemail_mta(settings, base, collect=False):
         "alias_maps_extra": alias_maps,
         "internal_recipients": sorted(set(internal) - {None}),
         "main_cf_extra": extra,
-        "submission_services": _submission_services(port_587, port_465),
+        "submission_services": _submission_services(port_587, port_465, milters),
+        "milters": milters,
+        "dovecot_delivery": dovecot_delivery,
         "sender_domains": sorted(set(base["domains"]) | {base["hostname"]}),
     }, collect)
 
-def _policy_services(errors, value):
-    """mta_relay_policy_services: Postfix policy endpoints, unix:PATH or inet:HOST:PORT."""
-    services = []
-    for index, item in enumerate(check_list(errors, "mta_relay_policy_services", value)):
-        if isinstance(item, str) and POLICY_SERVICE_RE.match(item):
-            services.append(item)
+def _endpoints(errors, field, value, pattern, expected):
+    """A list of Postfix endpoints (policy services, milters), each matching *pattern*."""
+    endpoints = []
+    for index, item in enumerate(check_list(errors, field, value)):
+        if isinstance(item, str) and pattern.match(item):
+            endpoints.append(item)
         else:
-            errors.add("mta_relay_policy_services[%d]" % index, item,
-                       "expected a Postfix policy service, unix:private/NAME or inet:127.0.0.1:PORT")
-    return services
-
+            errors.add("%s[%d]" % (field, index), item, "expected " + expected)
+    return endpoints
 
 def _lookup_tables(errors, field, value):
     """A list of Postfix lookup tables, TYPE:/absolute/path."""

@@ -491,6 +491,8 @@ def test_mta_normalises_exactly():
         "main_cf_extra": [],
         "submission_services": SUBMISSION_SERVICES,
         "sender_domains": ["example.com", "example.org", "mail.example.com"],
+        "milters": [],
+        "dovecot_delivery": False,
     }
 
 
@@ -570,6 +572,8 @@ def test_mta_defaults_for_missing_keys():
         "main_cf_extra": [],
         "submission_services": SUBMISSION_SERVICES,
         "sender_domains": ["example.com", "mail.example.com"],
+        "milters": [],
+        "dovecot_delivery": False,
     }
 
 
@@ -840,6 +844,21 @@ def test_mta_asks_the_relay_policy_on_submission_only_when_told():
         ["unix:private/pop-before-smtp"]
     assert mta_errors(mta_submission_relay_policy="maybe") == [
         "mta_submission_relay_policy = 'maybe': expected a boolean (true or false)"]
+
+
+def test_mta_milters_scan_every_listener_and_mark_submission_as_outgoing():
+    config = mta({"mta_milters": ["unix:/rspamd/milter.sock"], "mta_dovecot_delivery": True}, base_ok())
+    assert config["milters"] == ["unix:/rspamd/milter.sock"] and config["dovecot_delivery"] is True
+    for service in config["submission_services"]:
+        assert "milter_macro_daemon_name=ORIGINATING" in service["options"]
+    assert not any("milter" in option for service in mta({}, base_ok())["submission_services"]
+                   for option in service["options"])
+
+
+@pytest.mark.parametrize("milter", ["unix:private/rspamd", "rspamd.sock", "inet:127.0.0.1", "unix:/a b"])
+def test_mta_refuses_a_milter_postfix_cannot_reach(milter):
+    assert mta_errors(mta_milters=[milter]) == [
+        "mta_milters[0] = %r: expected a Postfix milter, unix:/rspamd/milter.sock or inet:127.0.0.1:PORT" % milter]
 
 
 def test_pop_before_smtp_normalises_exactly():
