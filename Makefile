@@ -60,6 +60,7 @@ bench: setup
 	@bash bench/run.sh
 	@bash bench/run.sh lists
 	@bash bench/run.sh webmail
+	@bash bench/run.sh rspamd
 
 clean: demo-down
 	rm -rf .cache .pytest_cache

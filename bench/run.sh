@@ -5,6 +5,7 @@
 #   bench/run.sh lists      mailing lists (molecule/lists)
 #   bench/run.sh webmail    WebMail archive page (molecule/lists, headless Chromium)
 #   bench/run.sh submission authenticated submission on 465 and 587 (molecule/default)
+#   bench/run.sh rspamd     inbound mail with and without rspamd (molecule/default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PWD/.venv/bin:$PATH NO_COLOR=1
@@ -14,6 +15,7 @@ case "$what" in
     lists) scenario=lists; converge_args=(); bench=bench/lists_bench.py ;;
     webmail) scenario=lists; converge_args=(); bench=bench/webmail_bench.py ;;
     submission) scenario=default; converge_args=(); bench=bench/submission_bench.py ;;
+    rspamd) scenario=default; converge_args=(); bench=bench/rspamd_bench.py ;;
     *) scenario=default; converge_args=(-- -e pop_before_smtp_ttl=120); bench=bench/appliance_bench.py ;;
 esac
 log=$(mktemp)

@@ -70,7 +70,8 @@ _value:
       ([major, minor]); C(head) (the first settings); C(protocols); C(mail), C(auth), C(tls) (dovecot.conf);
       C(listener_address) (the name of an inet_listener's address); C(pop3_uidl_format); C(lists) (the archive
       namespace's C(plugins), C(location), C(acl), C(imap_plugins) and the C(acl_file)); C(auth_policy) (the
-      POP-before-SMTP report's C(attributes) and C(timeout)); C(upgrade) (V([installed, candidate]) releases
+      POP-before-SMTP report's C(attributes) and C(timeout)); C(junk) (the rspamd role's Sieve script at
+      delivery by the LDA); C(upgrade) (V([installed, candidate]) releases
       such as V([\"2.3\", \"2.4\"]) when apt would upgrade Dovecot to a newer release, else V([]))."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
@@ -148,6 +149,10 @@ def pending_upgrade(installed, candidate):
     return ["%d.%d" % old, "%d.%d" % new] if new > old else []
 
 
+#: The global Sieve script of the rspamd role (spam into Junk), run before the user's own.
+JUNK_SIEVE = "/etc/dovecot/sieve/qubemail-junk.sieve"
+
+
 def dovecot_syntax(release, settings):
     """The lines of the Dovecot configuration that 2.3 and 2.4 spell
     differently, for *release* ((major, minor)); *settings* gives the paths."""
@@ -172,6 +177,8 @@ def dovecot_syntax(release, settings):
                 "acl": ["plugin {", "  acl = vfile:%s" % LISTS_ACL_FILE, "  acl_globals_only = yes", "}"],
                 "imap_plugins": ["mail_plugins = $mail_plugins imap_acl"],
             },
+            "junk": ["protocol lda {", "  mail_plugins = $mail_plugins sieve", "}",
+                     "plugin {", "  sieve_before = %s" % JUNK_SIEVE, "}"],
             "auth_policy": {
                 "attributes": ["auth_policy_request_attributes = login=%{requested_username} account=%{user} "
                                "remote=%{rip} protocol=%s"],
@@ -205,6 +212,9 @@ def dovecot_syntax(release, settings):
             "acl": ["acl_driver = vfile", "acl_global_path = %s" % LISTS_ACL_FILE, "acl_globals_only = yes"],
             "imap_plugins": ["mail_plugins {", "  imap_acl = yes", "}"],
         },
+        # A boolean list, as above; a "before" script runs ahead of the user's own.
+        "junk": ["protocol lda {", "  mail_plugins {", "    sieve = yes", "  }", "}",
+                 "sieve_script qubemail_junk {", "  type = before", "  path = %s" % JUNK_SIEVE, "}"],
         "auth_policy": {
             # A string list merged with Dovecot's defaults (which add pwhash,
             # a truncated password hash, device_id, fail_type, session_id):

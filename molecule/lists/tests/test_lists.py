@@ -165,6 +165,44 @@ def test_list_post_reaches_external_members(probe, sink):
         assert header(message, "List-Id") == [f"Friends of the office <friends.{DOMAIN}>"]
 
 
+# Each copy as the external member got it, checked by python3-dkim with the
+# list domain's record (as DNS would serve it) on the external host.
+SINK_DKIM = r"""
+import dkim, email, json, pathlib, re, sys
+subject, record = sys.argv[1], sys.argv[2].encode()
+out = []
+for path in sorted(pathlib.Path('/var/spool/sink/new').glob('*')):
+    raw = path.read_bytes()
+    message = email.message_from_bytes(raw)
+    if subject not in str(message['Subject']):
+        continue
+    signature = re.sub(r'\s+', '', str(message['DKIM-Signature'] or ''))
+    tags = dict(t.split('=', 1) for t in signature.split(';') if '=' in t)
+    out.append({'rcpt': message['X-RcptTo'], 'd': tags.get('d'), 'h': tags.get('h', '').lower().split(':'),
+                'verified': dkim.verify(raw, dnsfunc=lambda name, timeout=5: record)})
+print(json.dumps(out))
+"""
+
+
+def test_each_list_copy_is_signed_by_the_lists_domain(probe, appliance, external):
+    subject = unique_subject("signed friends news")
+    post(probe, "alice", "friends", subject)
+    text = appliance.check_output(f"cat /var/lib/qubemail/dkim/{DOMAIN}.mail.txt")
+    record = "".join(re.findall(r'"([^"]*)"', text))
+
+    def copies():
+        found = json.loads(external.check_output(f"python3 -c {shlex.quote(SINK_DKIM)} "
+                                                 f"{shlex.quote(subject)} {shlex.quote(record)}"))
+        return found if len(found) >= 2 else None
+    found = wait_for(copies, timeout=40)
+    assert found and sorted(copy["rcpt"] for copy in found) == ["ext1@external.test", "ext2@external.test"]
+    for copy in found:
+        assert copy["verified"] is True and copy["d"] == DOMAIN, copy
+        # The list's own headers are signed: a changed List-Id or
+        # List-Unsubscribe breaks the signature (RFC 8058 section 4).
+        assert {"from", "subject", "list-id", "list-unsubscribe", "list-post"} <= set(copy["h"]), copy
+
+
 def test_strangers_post_is_held_and_never_reflected_to_the_forged_sender(probe, appliance, sink):
     # Backscatter: a stranger posts to the members-only list as someone else.
     # The post waits for the list's owner (no moderators: postmaster); the

@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+"""The qubemail_rspamd filter: settings of the rspamd role, checked."""
+
+from __future__ import annotations
+
+from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
+    DNS_LABEL_RE,
+    Errors,
+    check_bool,
+    check_int,
+    check_networks,
+    is_blank,
+    settings_of,
+)
+
+DOCUMENTATION = r"""
+name: qubemail_rspamd
+short_description: Settings of the rspamd role, checked, and what rspamd and Postfix are told
+version_added: 1.0.0
+author: qubemail project
+extends_documentation_fragment:
+  - qubemail.appliance.validation
+description:
+  - Checks the C(rspamd_*) variables (roles/rspamd/meta/argument_specs.yml) and works out the addresses rspamd
+    counts as this office's own (loopback, then C(mta_relay_allowed_networks)). Their mail is signed and not
+    scored as inbound, as is mail from users who logged in.
+options:
+  _input:
+    description: Every variable of the rspamd role, and C(mta_relay_allowed_networks).
+    type: dict
+    required: true
+  base:
+    description: The output of P(qubemail.appliance.qubemail_base#filter) (the domains to sign for).
+    type: dict
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: rspamd settings
+  ansible.builtin.set_fact:
+    rspamd_config: "{{ qubemail_settings | qubemail_rspamd(qubemail_base) }}"
+"""
+
+RETURN = r"""
+_value:
+  description:
+    - "A dict with C(enabled), C(greylisting), C(test_patterns) (bools), C(reject_score), C(junk_score) (ints),
+      C(dkim_selector), C(local_addrs) (loopback and the relay-allowed networks) and C(domains) (the domains
+      signed for, each with C(name) and C(key), the private key's path)."
+    - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
+  type: dict
+"""
+
+#: The variables qubemail_rspamd reads (defaults: roles/rspamd/meta/argument_specs.yml, and roles/mta's).
+RSPAMD_SETTINGS = (
+    "rspamd_enabled", "rspamd_reject_score", "rspamd_junk_score", "rspamd_greylisting", "rspamd_dkim_selector",
+    "rspamd_test_patterns", "mta_relay_allowed_networks",
+)
+#: Programs on this host: the list engine's copies, WebMail, cron's mail.
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+#: Where the role keeps the DKIM keys (root:_rspamd 0750; keys 0640).
+DKIM_KEY_DIR = "/var/lib/qubemail/dkim"
+#: A score no message reaches.
+MAX_SCORE = 1000
+
+
+def qubemail_rspamd(settings, base, collect=False):
+    """Validate the rspamd settings; see RETURN."""
+    errors = Errors()
+    s = settings_of(settings, RSPAMD_SETTINGS, "qubemail_rspamd")
+    enabled = check_bool(errors, "rspamd_enabled", s["rspamd_enabled"])
+    reject = check_int(errors, "rspamd_reject_score", s["rspamd_reject_score"], 1, MAX_SCORE, " (a score)")
+    junk = check_int(errors, "rspamd_junk_score", s["rspamd_junk_score"], 1, MAX_SCORE, " (a score)")
+    if reject is not None and junk is not None and junk >= reject:
+        errors.add("rspamd_junk_score", s["rspamd_junk_score"],
+                   "must be below rspamd_reject_score (%d): above it mail is refused, not filed in Junk" % reject)
+    greylisting = check_bool(errors, "rspamd_greylisting", s["rspamd_greylisting"])
+    test_patterns = check_bool(errors, "rspamd_test_patterns", s["rspamd_test_patterns"])
+    selector = s["rspamd_dkim_selector"]
+    if is_blank(selector) or not isinstance(selector, str) or not DNS_LABEL_RE.match(selector):
+        errors.add("rspamd_dkim_selector", selector,
+                   "expected a DNS label: lower-case letters, digits and '-', e.g. 'mail' or 'qube2026'")
+        selector = None
+    relay = check_networks(Errors(), "mta_relay_allowed_networks", s["mta_relay_allowed_networks"])
+    if errors.items:
+        return errors.result(None, collect)
+    local_addrs = list(LOOPBACK)
+    for network in relay:
+        if str(network) not in local_addrs:
+            local_addrs.append(str(network))
+    return errors.result({
+        "enabled": enabled, "reject_score": reject, "junk_score": junk, "greylisting": greylisting,
+        "test_patterns": test_patterns, "dkim_selector": selector, "local_addrs": local_addrs,
+        "domains": [{"name": domain, "key": "%s/%s.%s.key" % (DKIM_KEY_DIR, domain, selector)}
+                    for domain in base["domains"]],
+    }, collect)
+
+
+class FilterModule:
+    """The qubemail_rspamd filter."""
+
+    def filters(self):
+        return {"qubemail_rspamd": qubemail_rspamd}
