@@ -124,6 +124,9 @@ def test_mail_from_outside_is_checked_and_not_signed(appliance, probe):
     assert results and results.group(1).startswith("mail.qube.test;"), headers
     assert "spf=" in results.group(1) and "dmarc=" in results.group(1), results.group(1)
     assert "DKIM-Signature:" not in headers
+    # Sealed as it came in (ARC, for the recipient's domain): the first link
+    # of the chain a list copy or a forward carries on.
+    assert re.search(r"(?m)^ARC-Seal: i=1; s=mail; d=qube\.test; .*cv=none", headers), headers
     assert not re.search(r"(?m)^X-Spam: Yes", headers)
 
 

@@ -166,7 +166,8 @@ def test_list_post_reaches_external_members(probe, sink):
 
 
 # Each copy as the external member got it, checked by python3-dkim with the
-# list domain's record (as DNS would serve it) on the external host.
+# list domain's record (as DNS would serve it) on the external host: its
+# DKIM signature and its ARC chain.
 SINK_DKIM = r"""
 import dkim, email, json, pathlib, re, sys
 subject, record = sys.argv[1], sys.argv[2].encode()
@@ -179,12 +180,14 @@ for path in sorted(pathlib.Path('/var/spool/sink/new').glob('*')):
     signature = re.sub(r'\s+', '', str(message['DKIM-Signature'] or ''))
     tags = dict(t.split('=', 1) for t in signature.split(';') if '=' in t)
     out.append({'rcpt': message['X-RcptTo'], 'd': tags.get('d'), 'h': tags.get('h', '').lower().split(':'),
-                'verified': dkim.verify(raw, dnsfunc=lambda name, timeout=5: record)})
+                'verified': dkim.verify(raw, dnsfunc=lambda name, timeout=5: record),
+                'arc': dkim.arc_verify(raw, dnsfunc=lambda name, timeout=5: record)[0].decode(),
+                'seals': len(message.get_all('ARC-Seal') or [])})
 print(json.dumps(out))
 """
 
 
-def test_each_list_copy_is_signed_by_the_lists_domain(probe, appliance, external):
+def test_each_list_copy_is_signed_and_sealed_by_the_lists_domain(probe, appliance, external):
     subject = unique_subject("signed friends news")
     post(probe, "alice", "friends", subject)
     text = appliance.check_output(f"cat /var/lib/qubemail/dkim/{DOMAIN}.mail.txt")
@@ -201,6 +204,9 @@ def test_each_list_copy_is_signed_by_the_lists_domain(probe, appliance, external
         # The list's own headers are signed: a changed List-Id or
         # List-Unsubscribe breaks the signature (RFC 8058 section 4).
         assert {"from", "subject", "list-id", "list-unsubscribe", "list-post"} <= set(copy["h"]), copy
+        # The list's seal over the post's own verdicts (the seal the post
+        # got as it came in, then the list's): a chain that verifies.
+        assert copy["arc"] == "pass" and copy["seals"] >= 1, copy
 
 
 def test_strangers_post_is_held_and_never_reflected_to_the_forged_sender(probe, appliance, sink):
