@@ -19,7 +19,7 @@ if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
 
 FILTERS = sorted((ROOT / "filter_plugins").glob("qubemail_*.py"))
-ROLES = ("qubemail", "mta", "pop", "pop_before_smtp", "lists", "webmail", "acme", "fail2ban", "rspamd")
+ROLES = ("qubemail", "mta", "pop", "pop_before_smtp", "lists", "webmail", "acme", "fail2ban", "rspamd", "dns")
 
 
 def load_module(path, name=None, register=False):

@@ -3,6 +3,7 @@ mail sessions from the client container (tests/integration/probe.py); the
 fixtures themselves are tests/integration/fixtures.py's."""
 
 import os
+import shlex
 import pathlib
 import sys
 
@@ -48,3 +49,16 @@ def no_grant(appliance):
 def daemon_journal(appliance, since):
     """pop-before-smtp's journal since `since`."""
     return journal(appliance, since, "pop-before-smtp")
+
+
+def sink_file(client, subject):
+    return client.check_output(f"grep -l -r -F {shlex.quote('Subject: ' + subject)} /var/spool/sink/new").split()[0]
+
+
+def verify_dkim(client, path, record):
+    """python3-dkim's verdict on the message at `path`, the key given as DNS would."""
+    script = ("import dkim, sys\n"
+              "record = sys.argv[2].encode()\n"
+              "message = open(sys.argv[1], 'rb').read()\n"
+              "print(dkim.verify(message, dnsfunc=lambda name, timeout=5: record))\n")
+    return client.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(path)} {shlex.quote(record)}")

@@ -11,7 +11,7 @@ import shlex
 
 import pytest
 
-from conftest import EXTERNAL, rcpt_codes, sink_subjects, unique_subject, wait_for
+from conftest import EXTERNAL, rcpt_codes, sink_file, sink_subjects, unique_subject, verify_dkim, wait_for
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 # rspamd's test pattern for its "add header" action: filed in Junk.
@@ -44,19 +44,6 @@ def dkim_record(appliance, domain):
     """The TXT record the role made for `domain` (DOMAIN.SELECTOR.txt), as DNS would serve it."""
     text = appliance.check_output(f"cat {KEY_DIR}/{domain}.{SELECTOR}.txt")
     return "".join(re.findall(r'"([^"]*)"', text))
-
-
-def sink_file(client, subject):
-    return client.check_output(f"grep -l -r -F {shlex.quote('Subject: ' + subject)} /var/spool/sink/new").split()[0]
-
-
-def verify_dkim(client, path, record):
-    """python3-dkim's verdict on the message at `path`, the key given as DNS would."""
-    script = ("import dkim, sys\n"
-              "record = sys.argv[2].encode()\n"
-              "message = open(sys.argv[1], 'rb').read()\n"
-              "print(dkim.verify(message, dnsfunc=lambda name, timeout=5: record))\n")
-    return client.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(path)} {shlex.quote(record)}")
 
 
 @pytest.fixture
