@@ -111,7 +111,7 @@ MAIN_CF_OWNED = frozenset((
     "smtpd_sasl_path", "smtpd_sasl_auth_enable", "smtpd_tls_auth_only", "smtpd_sender_login_maps",
     "qubemail_submission_relay_restrictions", "smtpd_tls_mandatory_ciphers", "tls_high_cipherlist",
     "smtpd_milters", "non_smtpd_milters", "milter_default_action", "milter_protocol", "milter_mail_macros",
-    "mailbox_command",
+    "mailbox_command", "mailbox_transport_maps",
 ))
 # A Postfix transport_maps next hop: "transport:nexthop", e.g. smtp:[mx]:25.
 TRANSPORT_RE = re.compile(r"^[a-z][a-z0-9_-]*:[^\s,]*$")
