@@ -45,8 +45,9 @@ RETURN = r"""
 _value:
   description:
     - "A dict with C(enabled), C(greylisting), C(test_patterns) (bools), C(reject_score), C(junk_score) (ints),
-      C(dkim_selector), C(local_addrs) (loopback and the relay-allowed networks) and C(domains) (the domains
-      signed for, each with C(name) and C(key), the private key's path)."
+      C(dkim_selector), C(local_addrs) (loopback and the relay-allowed networks), C(dkim_dir) (the keys'
+      directory) and C(domains) (the domains signed for, each with C(name), C(key), the private key's path, and
+      C(record), the path of the DNS record to publish)."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
@@ -91,8 +92,9 @@ def qubemail_rspamd(settings, base, collect=False):
     return errors.result({
         "enabled": enabled, "reject_score": reject, "junk_score": junk, "greylisting": greylisting,
         "test_patterns": test_patterns, "dkim_selector": selector, "local_addrs": local_addrs,
-        "domains": [{"name": domain, "key": "%s/%s.%s.key" % (DKIM_KEY_DIR, domain, selector)}
-                    for domain in base["domains"]],
+        "dkim_dir": DKIM_KEY_DIR,
+        "domains": [{"name": domain, "key": "%s/%s.%s.key" % (DKIM_KEY_DIR, domain, selector),
+                     "record": "%s/%s.%s.txt" % (DKIM_KEY_DIR, domain, selector)} for domain in base["domains"]],
     }, collect)
 
 

@@ -27,9 +27,12 @@ def test_the_defaults_refuse_at_15_file_junk_at_6_and_do_not_greylist():
 def test_each_domain_has_its_own_key_for_the_selector():
     config = rspamd.qubemail_rspamd(settings(rspamd_dkim_selector="qube2026"), base_ok())
     assert config["dkim_selector"] == "qube2026"
+    assert config["dkim_dir"] == "/var/lib/qubemail/dkim"
     assert config["domains"] == [
-        {"name": "example.com", "key": "/var/lib/qubemail/dkim/example.com.qube2026.key"},
-        {"name": "example.org", "key": "/var/lib/qubemail/dkim/example.org.qube2026.key"},
+        {"name": "example.com", "key": "/var/lib/qubemail/dkim/example.com.qube2026.key",
+         "record": "/var/lib/qubemail/dkim/example.com.qube2026.txt"},
+        {"name": "example.org", "key": "/var/lib/qubemail/dkim/example.org.qube2026.key",
+         "record": "/var/lib/qubemail/dkim/example.org.qube2026.txt"},
     ]
 
 
