@@ -108,7 +108,8 @@ def start(tmp: Path, journal_path: Path | None = None) -> tuple[subprocess.Popen
         f"[pop-before-smtp]\npolicy_listen = unix:{paths['policy']}\nreport_listen = {paths['report']}\n"
         f"report_users = daemon\nadmin_socket = {paths['admin']}\n"
         f"state_file = {journal_path or tmp / 'grants.journal'}\ntoken_file = {tmp}/token\n"
-        "sockets = bind\nttl = 900\nnever_authorize =\nprotocols = pop3\nsweep_interval = 30\nbind_sender = no\nsenders_file =\n")  # every key
+        "sockets = bind\nttl = 900\nnever_authorize =\nprotocols = pop3\nsweep_interval = 30\nbind_sender = no\nsenders_file =\n"
+        "grants_listen =\n")  # every key
     log = open(tmp / "daemon.log", "ab")
     proc = subprocess.Popen([sys.executable, str(DAEMON), "serve", "--config", str(tmp / "pbs.conf")],
                             stdout=log, stderr=log)

@@ -300,7 +300,7 @@ def spawn(args: argparse.Namespace, tmp: Path) -> subprocess.Popen:
         f"admin_socket = {args.admin_socket}\nstate_file = {tmp}/state/grants.journal\n"
         f"token_file = {tmp}/token\nsockets = bind\nreport_users =\nttl = 900\nnever_authorize =\n"
         f"protocols = pop3\nsweep_interval = 30\nbind_sender = {'yes' if args.bind_sender else 'no'}\n"
-        f"senders_file = {tmp}/senders\n")  # every key: the daemon has no defaults for them
+        f"senders_file = {tmp}/senders\ngrants_listen =\n")  # every key: the daemon has no defaults for them
     # Who owns which sender, as the role writes it: each granted user their address.
     (tmp / "senders").write_text("".join(f"user{i}@example.org\tuser{i}\n" for i in range(args.grants)))
     with open(tmp / "daemon.log", "wb") as log:

@@ -40,7 +40,7 @@ def decider(pbs, tmp: Path, grants: int, bind: bool):
         senders.write_text("".join(f"user{i}@example.org\tuser{i}\n" for i in range(grants)))
     cfg = pbs.load_config(None, {
         "sockets": "bind", "policy_listen": "127.0.0.1:0", "report_listen": "127.0.0.1:0", "report_users": "",
-        "admin_socket": str(tmp / "admin.sock"), "state_file": str(tmp / f"journal-{bind}"),
+        "grants_listen": "", "admin_socket": str(tmp / "admin.sock"), "state_file": str(tmp / f"journal-{bind}"),
         "token_file": str(tmp / "token"), "ttl": "900", "never_authorize": "", "protocols": "pop3",
         "sweep_interval": "30", "bind_sender": "yes" if bind else "no", "senders_file": str(senders)},
         default_path=str(tmp / "absent.conf"))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     Errors,
@@ -43,7 +44,7 @@ RETURN = r"""
 _value:
   description:
     - "A dict with C(enabled) (bool), C(ttl) (int seconds), C(never_authorize) (CIDR strings without brackets,
-      given order, de-duplicated), C(protocols), C(report_listen), C(sweep_interval) (int seconds), C(bind_sender) and C(submission) (bools)."
+      given order, de-duplicated), C(protocols), C(report_listen), C(sweep_interval) (int seconds), C(bind_sender) and C(submission) (bools), C(grants_reader) (a user name or empty)."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
@@ -53,9 +54,11 @@ _value:
 POP_BEFORE_SMTP_SETTINGS = (
     "pop_before_smtp_enabled", "pop_before_smtp_ttl", "pop_before_smtp_never_authorize",
     "pop_before_smtp_protocols", "pop_before_smtp_report_listen", "pop_before_smtp_sweep_interval",
-    "pop_before_smtp_bind_sender", "pop_before_smtp_submission",
+    "pop_before_smtp_bind_sender", "pop_before_smtp_submission", "pop_before_smtp_grants_reader",
 )
 PROTOCOLS = ("pop3", "imap")
+#: A system account (pop_before_smtp_grants_reader): Debian's service users start with "_".
+SYSTEM_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 #: The daemon's sweep timer, in seconds (it refuses to start outside this).
 MAX_SWEEP_INTERVAL = 86399
 
@@ -86,7 +89,7 @@ def qubemail_pop_before_smtp(settings, collect=False):
     """Validate the POP-before-SMTP settings.
 
     Returns ``{"enabled", "ttl", "never_authorize", "protocols",
-    "report_listen", "sweep_interval", "bind_sender", "submission"}``; networks are CIDR strings without
+    "report_listen", "sweep_interval", "bind_sender", "submission", "grants_reader"}``; networks are CIDR strings without
     brackets, de-duplicated, in the given order (with *collect*:
     ``{"config", "errors"}``).  It checks what the daemon would otherwise
     refuse at start, so a bad value stops the play instead of leaving a
@@ -111,9 +114,13 @@ def qubemail_pop_before_smtp(settings, collect=False):
                       MAX_SWEEP_INTERVAL, " (seconds)")
     bind_sender = check_bool(errors, "pop_before_smtp_bind_sender", s["pop_before_smtp_bind_sender"])
     submission = check_bool(errors, "pop_before_smtp_submission", s["pop_before_smtp_submission"])
+    reader = s["pop_before_smtp_grants_reader"]
+    if not isinstance(reader, str) or (reader and not SYSTEM_USER_RE.match(reader)):
+        errors.add("pop_before_smtp_grants_reader", reader, "expected a system user's name, e.g. _rspamd, or ''")
     return errors.result({"enabled": enabled, "ttl": ttl, "never_authorize": [str(n) for n in never],
                           "protocols": protocols, "report_listen": _report_listen(errors, s["pop_before_smtp_report_listen"]),
-                          "sweep_interval": sweep, "bind_sender": bind_sender, "submission": submission}, collect)
+                          "sweep_interval": sweep, "bind_sender": bind_sender, "submission": submission,
+                          "grants_reader": reader}, collect)
 
 
 class FilterModule:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     DNS_LABEL_RE,
     Errors,
@@ -45,6 +47,8 @@ RETURN = r"""
 _value:
   description:
     - "A dict with C(enabled), C(greylisting), C(test_patterns) (bools), C(reject_score), C(junk_score) (ints),
+      C(grant_lookup) (the POP-before-SMTP daemon's socket, or empty), C(refuse_forged_from) (bool),
+      C(own_domains) (the domains and the host name, sorted: a From: in them from outside must be signed by us),
       C(dkim_selector), C(local_addrs) (loopback and the relay-allowed networks), C(dkim_dir) (the keys'
       directory) and C(domains) (the domains signed for, each with C(name), C(key), the private key's path, and
       C(record), the path of the DNS record to publish)."
@@ -55,12 +59,14 @@ _value:
 #: The variables qubemail_rspamd reads (defaults: roles/rspamd/meta/argument_specs.yml, and roles/mta's).
 RSPAMD_SETTINGS = (
     "rspamd_enabled", "rspamd_reject_score", "rspamd_junk_score", "rspamd_greylisting", "rspamd_dkim_selector",
-    "rspamd_test_patterns", "mta_relay_allowed_networks",
+    "rspamd_test_patterns", "rspamd_grant_lookup", "rspamd_refuse_forged_from", "mta_relay_allowed_networks",
 )
 #: Programs on this host: the list engine's copies, WebMail, cron's mail.
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 #: Where the role keeps the DKIM keys (root:_rspamd 0750; keys 0640).
 DKIM_KEY_DIR = "/var/lib/qubemail/dkim"
+#: A unix socket's absolute path (rspamd_grant_lookup).
+SOCKET_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]{1,200}$")
 #: A score no message reaches.
 MAX_SCORE = 1000
 
@@ -77,6 +83,11 @@ def qubemail_rspamd(settings, base, collect=False):
                    "must be below rspamd_reject_score (%d): above it mail is refused, not filed in Junk" % reject)
     greylisting = check_bool(errors, "rspamd_greylisting", s["rspamd_greylisting"])
     test_patterns = check_bool(errors, "rspamd_test_patterns", s["rspamd_test_patterns"])
+    refuse_forged_from = check_bool(errors, "rspamd_refuse_forged_from", s["rspamd_refuse_forged_from"])
+    grant_lookup = s["rspamd_grant_lookup"]
+    if not isinstance(grant_lookup, str) or (grant_lookup and not SOCKET_PATH_RE.match(grant_lookup)):
+        errors.add("rspamd_grant_lookup", grant_lookup,
+                   "expected the absolute path of a unix socket, e.g. /run/pop-before-smtp/grants.sock, or ''")
     selector = s["rspamd_dkim_selector"]
     if is_blank(selector) or not isinstance(selector, str) or not DNS_LABEL_RE.match(selector):
         errors.add("rspamd_dkim_selector", selector,
@@ -92,7 +103,8 @@ def qubemail_rspamd(settings, base, collect=False):
     return errors.result({
         "enabled": enabled, "reject_score": reject, "junk_score": junk, "greylisting": greylisting,
         "test_patterns": test_patterns, "dkim_selector": selector, "local_addrs": local_addrs,
-        "dkim_dir": DKIM_KEY_DIR,
+        "dkim_dir": DKIM_KEY_DIR, "grant_lookup": grant_lookup, "refuse_forged_from": refuse_forged_from,
+        "own_domains": sorted(set(base["domains"]) | {base["hostname"]}),
         "domains": [{"name": domain, "key": "%s/%s.%s.key" % (DKIM_KEY_DIR, domain, selector),
                      "record": "%s/%s.%s.txt" % (DKIM_KEY_DIR, domain, selector)} for domain in base["domains"]],
     }, collect)

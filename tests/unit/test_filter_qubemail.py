@@ -861,6 +861,16 @@ def test_mta_refuses_a_milter_postfix_cannot_reach(milter):
         "mta_milters[0] = %r: expected a Postfix milter, unix:/rspamd/milter.sock or inet:127.0.0.1:PORT" % milter]
 
 
+@pytest.mark.parametrize("reader", ["Rspamd", "a b", "x" * 33, 7, None])
+def test_pop_before_smtp_refuses_a_grants_reader_that_is_no_user_name(reader):
+    assert pop_errors(pop_before_smtp_grants_reader=reader) == [
+        "pop_before_smtp_grants_reader = %r: expected a system user's name, e.g. _rspamd, or ''" % (reader,)]
+
+
+def test_pop_before_smtp_grants_reader_is_kept():
+    assert pop_before_smtp({"pop_before_smtp_grants_reader": "_rspamd"})["grants_reader"] == "_rspamd"
+
+
 def test_pop_before_smtp_normalises_exactly():
     assert pop_before_smtp({
         "pop_before_smtp_enabled": True,
@@ -871,7 +881,7 @@ def test_pop_before_smtp_normalises_exactly():
     }) == {"enabled": True, "ttl": 600,
            "never_authorize": ["0.0.0.0/0", "2001:db8::/32", "192.0.2.1/32", "::/0"],
            "protocols": ["pop3"], "report_listen": "127.0.0.1:10032", "sweep_interval": 30,
-           "bind_sender": True, "submission": True}
+           "bind_sender": True, "submission": True, "grants_reader": ""}
 
 
 @pytest.mark.parametrize("enabled, ttl, expected", [
@@ -886,7 +896,7 @@ def test_extra_vars_strings_are_taken_as_they_spell(enabled, ttl, expected):
 def test_pop_before_smtp_defaults():
     assert pop_before_smtp({}) == {"enabled": False, "ttl": 900, "never_authorize": [], "protocols": ["pop3"],
                                    "report_listen": "127.0.0.1:10032", "sweep_interval": 30,
-           "bind_sender": True, "submission": True}
+           "bind_sender": True, "submission": True, "grants_reader": ""}
 
 
 @pytest.mark.parametrize("value", ["enabled", 0, None])

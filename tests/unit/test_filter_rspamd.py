@@ -22,6 +22,14 @@ def test_the_defaults_refuse_at_15_file_junk_at_6_and_do_not_greylist():
     assert (config["reject_score"], config["junk_score"]) == (15, 6)
     assert config["greylisting"] is False and config["test_patterns"] is False
     assert config["local_addrs"] == ["127.0.0.0/8", "::1/128"]
+    assert config["grant_lookup"] == ""
+    assert config["refuse_forged_from"] is True
+    assert config["own_domains"] == ["example.com", "example.org", "mail.example.com"]
+
+
+def test_the_grant_lookup_is_a_socket_path():
+    config = rspamd.qubemail_rspamd(settings(rspamd_grant_lookup="/run/pop-before-smtp/grants.sock"), base_ok())
+    assert config["grant_lookup"] == "/run/pop-before-smtp/grants.sock"
 
 
 def test_each_domain_has_its_own_key_for_the_selector():
@@ -53,6 +61,13 @@ def test_the_relay_allowed_networks_are_the_offices_own():
                                          "letters, digits and '-', e.g. 'mail' or 'qube2026'"),
     ({"rspamd_dkim_selector": ""}, "rspamd_dkim_selector = '': expected a DNS label: lower-case "
                                    "letters, digits and '-', e.g. 'mail' or 'qube2026'"),
+    ({"rspamd_refuse_forged_from": "sometimes"}, "rspamd_refuse_forged_from = 'sometimes': expected a boolean "
+                                                 "(true or false)"),
+    ({"rspamd_grant_lookup": "grants.sock"}, "rspamd_grant_lookup = 'grants.sock': expected the absolute path of "
+                                             "a unix socket, e.g. /run/pop-before-smtp/grants.sock, or ''"),
+    ({"rspamd_grant_lookup": '/run/x"; os.exit()'}, "rspamd_grant_lookup = '/run/x\"; os.exit()': expected the "
+                                                  "absolute path of a unix socket, e.g. "
+                                                  "/run/pop-before-smtp/grants.sock, or ''"),
 ])
 def test_bad_input_names_the_field(changes, line):
     assert error_lines(rspamd.qubemail_rspamd, settings(**changes), base_ok()) == [line]

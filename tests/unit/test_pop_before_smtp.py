@@ -52,7 +52,7 @@ def config_values(tmp_path: Path, **overrides: str) -> dict[str, str]:
               "report_users": "", "admin_socket": str(tmp_path / "run" / "admin.sock"),
               "state_file": str(tmp_path / "state" / "grants.journal"), "token_file": str(tmp_path / "token"),
               "ttl": "900", "never_authorize": "", "protocols": "pop3", "sweep_interval": "30",
-              "bind_sender": "no", "senders_file": ""}
+              "bind_sender": "no", "senders_file": "", "grants_listen": "127.0.0.1:0"}
     values.update(overrides)
     return values
 
@@ -530,6 +530,91 @@ def test_policy_protocol_decisions(tmp_path, logbuf):
     asyncio.run(scenario())
 
 
+def netstring(data: bytes) -> bytes:
+    return b"%d:%s," % (len(data), data)
+
+
+async def read_netstrings(reader: asyncio.StreamReader, n: int) -> list[bytes]:
+    out = []
+    for _ in range(n):
+        length = int((await asyncio.wait_for(reader.readuntil(b":"), 5))[:-1])
+        data = await asyncio.wait_for(reader.readexactly(length + 1), 5)
+        assert data[-1:] == b","
+        out.append(data[:-1])
+    return out
+
+
+def test_grant_lookup_names_the_users_of_a_granted_address_only(tmp_path, logbuf):
+    """rspamd's grant lookup (socketmap, map "grant"): the users whose
+    logins unlocked the address, NOTFOUND for everyone else, loopback
+    included, and expiry decided at lookup time."""
+    clock = Clock()
+
+    async def scenario():
+        async with running(tmp_path, clock) as d:
+            d.store.grant("192.0.2.7", "alice", "dovecot")
+            d.store.grant("2001:db8::7", "bob", "dovecot")
+            d.store.grant("127.0.0.1", "carol", "dovecot")  # WebMail's IMAP login
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("grants"))
+            granted = b"OK alice"
+            cases = [
+                (b"grant 192.0.2.7", granted),
+                (b"grant 192.0.2.8", b"NOTFOUND "),
+                (b"grant 2001:DB8::7", b"OK bob"),
+                (b"grant ::ffff:192.0.2.7", granted),
+                (b"grant 127.0.0.1", b"NOTFOUND "),
+                (b"grant unknown", b"NOTFOUND "),
+                (b"grant \xff\xfe", b"NOTFOUND "),
+                (b"other 192.0.2.7", b"PERM unknown map"),
+            ]
+            for request, expected in cases:
+                writer.write(netstring(request))
+                assert await read_netstrings(reader, 1) == [expected], request
+            # pipelined, and one dribbled byte by byte
+            writer.write(netstring(b"grant 192.0.2.8") + netstring(b"grant 192.0.2.7"))
+            assert await read_netstrings(reader, 2) == [b"NOTFOUND ", granted]
+            for byte in netstring(b"grant 192.0.2.7"):
+                writer.write(bytes([byte]))
+                await writer.drain()
+            assert await read_netstrings(reader, 1) == [granted]
+            # A second user behind the same address; then both expire.
+            clock.t = T0 + 100
+            d.store.grant("192.0.2.7", "bob", "dovecot")
+            writer.write(netstring(b"grant 192.0.2.7"))
+            assert await read_netstrings(reader, 1) == [b"OK alice,bob"]
+            clock.t = T0 + 900
+            writer.write(netstring(b"grant 192.0.2.7"))
+            assert await read_netstrings(reader, 1) == [b"OK bob"]
+            clock.t = T0 + 1000
+            writer.write(netstring(b"grant 192.0.2.7"))
+            assert await read_netstrings(reader, 1) == [b"NOTFOUND "]
+            writer.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("garbage", [b"x:grant 192.0.2.7,", b"5:grant 192.0.2.7,", b"1234567:",
+                                     b"99999:" + b"m" * 600, b"3:abc;"])
+def test_grant_lookup_closes_a_connection_that_is_not_a_socketmap_client(tmp_path, logbuf, garbage):
+    async def scenario():
+        async with running(tmp_path, Clock()) as d:
+            d.store.grant("192.0.2.7", "alice", "dovecot")
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port("grants"))
+            writer.write(garbage)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+
+    asyncio.run(scenario())
+    assert "socketmap-malformed" in logbuf.getvalue()
+
+
+def test_no_grant_lookups_without_grants_listen(tmp_path, logbuf):
+    async def scenario():
+        async with running(tmp_path, Clock(), grants_listen="") as d:
+            assert "grants" not in d.addresses and d.port("policy")
+
+    asyncio.run(scenario())
+
+
 def test_policy_oversized_request_closes_connection(tmp_path, logbuf):
     async def scenario():
         async with running(tmp_path, Clock()) as d:
@@ -750,9 +835,9 @@ def test_admin_stats_on_the_socket_and_the_cli(tmp_path, logbuf, capsys):
     reply, code = asyncio.run(scenario())
     assert reply == {"ok": True, "pid": os.getpid(), "grants": 1, "decisions": 2, "permitted": 1, "reports": 1,
                      "shared": 0, "senders": 0,
-                     "connections": {"policy": 1, "report": 0, "admin": 1}}
+                     "connections": {"policy": 1, "report": 0, "admin": 1, "grants": 0}}
     printed = json.loads(capsys.readouterr().out)
-    assert code == 0 and printed.pop("connections").keys() == {"policy", "report", "admin"}
+    assert code == 0 and printed.pop("connections").keys() == {"policy", "report", "admin", "grants"}
     assert printed == {k: v for k, v in reply.items() if k not in ("ok", "connections")}
 
 

@@ -30,7 +30,7 @@ def fast_limits(monkeypatch):
     """Small caps and short time limits, reaped every 20 ms."""
     monkeypatch.setattr(pbs, "REAP_INTERVAL", 0.02)
     monkeypatch.setattr(pbs, "LIMITS", {"policy": pbs.Limits(4, 0.5, 0.3), "report": pbs.Limits(4, 0.5, 0.3),
-                                        "admin": pbs.Limits(4, 0.5, 0.3)})
+                                        "admin": pbs.Limits(4, 0.5, 0.3), "grants": pbs.Limits(4, 0.5, 0.3)})
 
 
 async def closed_by_peer(reader: asyncio.StreamReader, timeout: float = 5) -> bool:
@@ -436,7 +436,7 @@ def test_systemd_sockets_are_adopted_and_stay_bound_when_the_daemon_dies(tmp_pat
     admin.bind(str(tmp_path / "admin.sock"))
     admin.listen(16)
     conf = config_file(tmp_path, sockets="systemd", state_file=f"{tmp_path}/grants.journal",
-                       admin_socket=f"{tmp_path}/admin.sock")
+                       admin_socket=f"{tmp_path}/admin.sock", grants_listen="")
     launcher = ("import os,sys\nfor i,fd in enumerate(map(int,sys.argv[1:4])): os.dup2(fd,3+i)\n"
                 "os.environ.update(LISTEN_PID=str(os.getpid()),LISTEN_FDS='3',"
                 "LISTEN_FDNAMES='policy:report:admin')\nos.execv(sys.executable,[sys.executable]+sys.argv[4:])\n")

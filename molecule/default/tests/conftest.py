@@ -6,6 +6,7 @@ import os
 import shlex
 import pathlib
 import sys
+import time
 
 import pytest
 
@@ -44,6 +45,17 @@ def no_grant(appliance):
     assert grants(appliance) == {}
     yield
     appliance.check_output("pop-before-smtp flush")
+
+
+@pytest.fixture
+def grant(appliance, probe, no_grant):
+    """The client's grant made by alice's POP3 login (its own, fresh):
+    the daemon's record of it, with "before", the time of the login."""
+    before = time.time()
+    assert probe.pop3("alice")["login"] is True
+    made = wait_for(lambda: grants(appliance).get(CLIENT_IP), timeout=10)
+    assert made, "alice's POP3 login made no grant"
+    return dict(made, before=before)
 
 
 def daemon_journal(appliance, since):

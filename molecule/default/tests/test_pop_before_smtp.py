@@ -2,7 +2,7 @@
 logins that must not unlock, a POP3 login that does, restart and stop of the
 daemon, then expiry after the scenario's TTL (30 s).
 
-Each test makes the state it needs with the fixtures below (no grant at
+Each test makes the state it needs with conftest's fixtures (no grant at
 all, or a grant made by a real POP3 login), so any test passes alone and in
 any order."""
 
@@ -56,17 +56,6 @@ def handled(appliance, before):
     """Wait for the daemon to have handled a report more than `before` (Dovecot
     reports asynchronously): only then does "no grant" mean something."""
     assert wait_for(lambda: reports(appliance) > before, timeout=15), "the daemon got no report of the login"
-
-
-@pytest.fixture
-def grant(appliance, probe, no_grant):
-    """The client's grant made by alice's POP3 login (its own, fresh):
-    the daemon's record of it, with "before", the time of the login."""
-    before = time.time()
-    assert probe.pop3("alice")["login"] is True
-    made = wait_for(lambda: grants(appliance).get(CLIENT_IP), timeout=10)
-    assert made, "alice's POP3 login made no grant"
-    return dict(made, before=before)
 
 
 def test_relay_refused_before_any_login(probe, appliance, no_grant):
@@ -174,9 +163,10 @@ def test_restart_keeps_the_grant_and_its_expiry(probe, appliance, grant):
 
 def test_daemon_down_means_no_relay_but_inbound_mail_flows(probe, appliance, grant):
     # Down for good: the sockets too (the service alone would be started
-    # again by the next connection to them).
+    # again by the next connection to them, rspamd's grant lookups included).
     assert rcpt_codes(relay(probe)) == [250]
-    units = "pop-before-smtp-policy.socket pop-before-smtp-report.socket pop-before-smtp.service"
+    units = ("pop-before-smtp-policy.socket pop-before-smtp-report.socket pop-before-smtp-grants.socket "
+             "pop-before-smtp.service")
     appliance.check_output(f"systemctl stop {units}")
     try:
         assert rcpt_codes(relay(probe)) == REFUSED

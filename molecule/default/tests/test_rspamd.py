@@ -2,16 +2,19 @@
 DKIM-signed (checked by an independent verifier, python3-dkim, on the
 client); what a stranger sends in is scored: GTUBE refused, the Junk test
 pattern filed in Junk (rspamd_test_patterns in the scenario's inventory),
-the rest in the inbox with Authentication-Results; if rspamd is down,
+the rest in the inbox with Authentication-Results; what a POP-before-SMTP
+grant's client sends is signed like a logged-in user's, while a stranger
+beside it is still scored; a stranger's From: in our domains is refused
+unless our own signature is on the message; if rspamd is down,
 mail is deferred and arrives once it is back. Only Postfix and root reach
-rspamd, and only rspamd reaches Redis."""
+rspamd, and only rspamd reaches Redis and the daemon's grant lookups."""
 
 import re
 import shlex
 
 import pytest
 
-from conftest import EXTERNAL, rcpt_codes, sink_file, sink_subjects, unique_subject, verify_dkim, wait_for
+from conftest import APPLIANCE_IP, CLIENT_IP, EXTERNAL, OTHER_CLIENT_IP, grants, rcpt_codes, sink_file, sink_subjects, unique_subject, verify_dkim, wait_for
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 # rspamd's test pattern for its "add header" action: filed in Junk.
@@ -21,6 +24,7 @@ SELECTOR = "mail"  # rspamd_dkim_selector's default
 KEY_DIR = "/var/lib/qubemail/dkim"
 MILTER_SOCKET = "/var/spool/postfix/rspamd/milter.sock"
 REDIS_SOCKET = "/run/redis/redis-server.sock"
+GRANTS_SOCKET = "/run/pop-before-smtp/grants.sock"  # the daemon's grant lookups, rspamd's alone
 
 
 def folder_subjects(appliance, user, folder):
@@ -78,6 +82,90 @@ def test_a_changed_message_fails_the_independent_check(appliance, client, probe)
     assert verify_dkim(client, path, dkim_record(appliance, "qube.test")).strip() == "False"
 
 
+def authentication_results(headers):
+    found = re.search(r"(?ms)^Authentication-Results: (.*?)\n(?=\S)", headers)
+    return found.group(1) if found else ""
+
+
+def test_a_pop_before_smtp_grant_is_signed_like_a_users_mail(appliance, client, probe, grant):
+    # Port 25, no login: alice's POP3 login granted her client's address.
+    subject = unique_subject("signed after POP3")
+    reply = probe.send(EXTERNAL, "--header", "From: Alice <alice@qube.test>", mail_from="alice@qube.test",
+                       subject=subject)
+    assert rcpt_codes(reply) == [250] and reply["data"][0] == 250, reply
+    assert wait_for(lambda: subject in sink_subjects(client), timeout=30)
+    path = sink_file(client, subject)
+    assert verify_dkim(client, path, dkim_record(appliance, "qube.test")).strip() == "True"
+    # To a local user: not checked as mail from outside (no SPF/DMARC of
+    # a client that is no domain's server) and not scored as spam.
+    local = unique_subject("local after POP3")
+    assert probe.send("carol@qube.test", "--header", "From: Alice <alice@qube.test>", mail_from="alice@qube.test",
+                      subject=local)["data"][0] == 250
+    assert wait_for(lambda: local in folder_subjects(appliance, "carol", "INBOX"), timeout=30)
+    headers = headers_of(appliance, "carol", "INBOX", local)
+    assert "spf=" not in authentication_results(headers) and "dmarc=" not in authentication_results(headers), headers
+    assert "DKIM-Signature:" in headers and not re.search(r"(?m)^X-Spam: Yes", headers), headers
+
+
+def test_a_stranger_beside_a_grant_is_still_checked(appliance, probe, grant):
+    assert CLIENT_IP in grants(appliance)
+    subject = unique_subject("stranger beside a grant")
+    reply = probe("--source", OTHER_CLIENT_IP, "smtp", "--from", STRANGER, "--to", "carol@qube.test",
+                  "--subject", subject, "--header", f"From: Stranger <{STRANGER}>")
+    assert reply["data"][0] == 250, reply
+    # Its address has no reverse DNS in the testbed: it scores as spam
+    # (HFILTER_*, RDNS_NONE), which is the point, so it may be in Junk.
+    folder = wait_for(lambda: next((f for f in ("INBOX", "Junk") if subject in folder_subjects(appliance, "carol", f)),
+                                   None), timeout=30)
+    assert folder, "the stranger's message never arrived"
+    headers = headers_of(appliance, "carol", folder, subject)
+    assert "spf=" in authentication_results(headers) and "dmarc=" in authentication_results(headers), headers
+    assert "DKIM-Signature:" not in headers and "QUBEMAIL_POP_GRANT" not in headers
+
+
+# Sends the message file argv[1] as it is, from argv[2] to argv[3], to the
+# appliance's port 25 (argv[4]): a server outside handing back our mail.
+RESEND = r"""
+import smtplib, sys
+path, sender, rcpt, server = sys.argv[1:]
+with smtplib.SMTP(server, 25, local_hostname="client.test", timeout=30) as smtp:
+    try:
+        smtp.sendmail(sender, [rcpt], open(path, "rb").read())
+        print("250")
+    except smtplib.SMTPDataError as e:
+        print(e.smtp_code, e.smtp_error.decode())
+"""
+
+
+def test_a_stranger_forging_our_domain_in_from_is_refused(probe):
+    # The issue's reproduction, into a user's inbox: the envelope is the
+    # stranger's own, only the From: header claims one of our users.
+    for claimed in ("Bob <bob@qube.test>", "The boss <ceo@qube-alias.test>", "root@mail.qube.test"):
+        reply = probe.send("carol@qube.test", "--header", f"From: {claimed}", mail_from=STRANGER,
+                           subject=unique_subject("forged"))
+        assert rcpt_codes(reply) == [250], reply
+        code, text = reply["data"][0], reply["data"][1]
+        assert 550 <= code < 560 and "Forged sender" in text, (claimed, reply)
+
+
+def test_our_signed_mail_coming_back_from_outside_is_taken(appliance, client, probe):
+    # A user's signed message, handed back from outside unchanged (a list
+    # elsewhere, a forward): our signature proves it, so it is not forged.
+    subject = unique_subject("comes back")
+    assert probe.send(EXTERNAL, login="alice", mail_from="alice@qube.test", subject=subject)["data"][0] == 250
+    assert wait_for(lambda: subject in sink_subjects(client), timeout=30)
+    path = sink_file(client, subject)
+    reply = client.check_output(f"python3 -c {shlex.quote(RESEND)} {path} list@elsewhere.test carol@qube.test "
+                                f"{APPLIANCE_IP}")
+    assert reply.strip() == "250", reply
+    assert wait_for(lambda: subject in folder_subjects(appliance, "carol", "INBOX"), timeout=30)
+    # Changed on the way, the signature no longer holds: refused as forged.
+    client.check_output(f"sed -i 's/^Subject: comes back/Subject: changed back/' {path}")
+    reply = client.check_output(f"python3 -c {shlex.quote(RESEND)} {path} list@elsewhere.test carol@qube.test "
+                                f"{APPLIANCE_IP}")
+    assert reply.startswith("55") and "Forged sender" in reply, reply
+
+
 def test_the_keys_are_2048_bit_and_only_rspamd_reads_them(appliance):
     for domain in ("qube.test", "qube-alias.test"):
         key = appliance.file(f"{KEY_DIR}/{domain}.{SELECTOR}.key")
@@ -107,9 +195,9 @@ def test_mail_from_outside_is_checked_and_not_signed(appliance, probe):
     assert from_outside(probe, "carol@qube.test", subject)["data"][0] == 250
     assert wait_for(lambda: subject in folder_subjects(appliance, "carol", "INBOX"), timeout=30)
     headers = headers_of(appliance, "carol", "INBOX", subject)
-    results = re.search(r"(?ms)^Authentication-Results: (.*?)\n(?=\S)", headers)
-    assert results and results.group(1).startswith("mail.qube.test;"), headers
-    assert "spf=" in results.group(1) and "dmarc=" in results.group(1), results.group(1)
+    results = authentication_results(headers)
+    assert results.startswith("mail.qube.test;"), headers
+    assert "spf=" in results and "dmarc=" in results, results
     assert "DKIM-Signature:" not in headers
     # Sealed as it came in (ARC, for the recipient's domain): the first link
     # of the chain a list copy or a forward carries on.
@@ -135,8 +223,8 @@ def test_while_rspamd_is_down_mail_is_deferred_then_delivered(appliance, probe, 
     assert wait_for(lambda: local in folder_subjects(appliance, "alice", "INBOX"), timeout=150, interval=3)
 
 
-def test_only_postfix_reaches_the_milter_and_only_rspamd_reaches_redis(appliance):
-    for path in (MILTER_SOCKET, REDIS_SOCKET):
+def test_only_postfix_reaches_the_milter_and_only_rspamd_reaches_redis_and_the_grants(appliance):
+    for path in (MILTER_SOCKET, REDIS_SOCKET, GRANTS_SOCKET):
         attempt = appliance.run("runuser -u nobody -- python3 -c " + shlex.quote(
             "import socket; s = socket.socket(socket.AF_UNIX); s.connect(%r)" % path))
         assert attempt.rc != 0 and "PermissionError" in attempt.stderr, (path, attempt.stderr)

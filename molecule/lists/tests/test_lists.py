@@ -229,6 +229,17 @@ def test_strangers_post_is_held_and_never_reflected_to_the_forged_sender(probe, 
     assert not [m for m in inbox(probe, "alice") if subject in m["subject"]], "the held post went out"
 
 
+def test_a_stranger_forging_a_members_from_cannot_post(probe):
+    # The reproduction: mlmmj checks only From:, so a stranger who
+    # forges a member's From: would reach every member and the archive.
+    # rspamd refuses it during SMTP (our domain in From:, no signature of ours).
+    subject = unique_subject("forged member")
+    reply = probe.send(f"sales@{DOMAIN}", "--header", f"From: Alice <alice@{DOMAIN}>",
+                       mail_from="stranger@outside.example", subject=subject)
+    assert rcpt_codes(reply) == [250], reply
+    assert 550 <= reply["data"][0] < 560 and "Forged sender" in reply["data"][1], reply
+
+
 def test_moderated_post_waits_for_the_moderator(probe, appliance):
     subject = unique_subject("needs approval")
     post(probe, "bob", "modlist", subject)

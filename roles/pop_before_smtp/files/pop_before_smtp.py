@@ -23,11 +23,19 @@ time ... the IP addresses expire after 15 minutes."  One asyncio loop serves:
   (``policy_context=relay``) and left to Postfix's own checks at the sender
   stage (``policy_context=sender``: DUNNO, so inbound mail is never refused
   here).
+* grants (unix socket, 0600, of one reader: rspamd's user): a Sendmail-style
+  socketmap with one map, ``grant``.  Asked with a client's address as rspamd
+  scans its message, it answers ``OK USER[,USER...]`` for a granted address
+  (expiry decided at that lookup), so rspamd treats the mail as sent by a
+  user: signed, not scored as inbound; ``NOTFOUND`` for every other address,
+  loopback included.  Postfix never waits on it: rspamd asks with a short
+  timeout, and a daemon that is down or hung means the mail is scored as
+  inbound, never refused.
 * admin (unix socket, 0600 root): one JSON line per request; the ``list``,
   ``grant``, ``revoke``, ``flush`` and ``stats`` sub-commands of this same
   file are its client.
 
-Under systemd the three listening sockets belong to socket units and are
+Under systemd the listening sockets belong to socket units and are
 inherited (``sockets = systemd``): they stay bound while the daemon is down,
 restarting or replaying its journal, so no other process can ever answer in
 its place; connections queue until it is back.
@@ -105,14 +113,17 @@ DEFAULT_CONFIG = "/etc/pop-before-smtp/pop-before-smtp.conf"
 # start that names it. Flags (serve --ttl ...) override the file.
 REQUIRED = ("sockets", "policy_listen", "report_listen", "report_users", "admin_socket", "state_file",
             "token_file", "ttl", "never_authorize", "protocols", "sweep_interval", "bind_sender",
-            "senders_file")
+            "senders_file", "grants_listen")
 # The daemon's own limits, not settings of the role: these may be left out.
 DEFAULTS: dict[str, str] = {
     "max_grants": "200000",
 }
 KEYS = REQUIRED + tuple(DEFAULTS)
-LISTENERS = ("policy", "report", "admin")
+LISTENERS = ("policy", "report", "admin", "grants")
 MAX_POLICY_REQUEST = 64 * 1024
+# A socketmap request is one netstring "NAME KEY": Postfix's client address
+# keys are at most an IPv6 address with a scope; anything longer is garbage.
+MAX_SOCKETMAP_REQUEST = 512
 MAX_HTTP_HEADER = 16 * 1024
 MAX_HTTP_BODY = 64 * 1024
 MAX_HTTP_REQUEST = 2 * MAX_HTTP_HEADER + MAX_HTTP_BODY  # head + body + trailers, all told
@@ -137,7 +148,8 @@ class Limits(NamedTuple):
 # 100) for up to smtpd_policy_service_max_idle = 300 s; Dovecot's auth
 # process keeps a few HTTP connections.  The sum stays far below LimitNOFILE.
 LIMITS = {"policy": Limits(256, 330.0, 10.0), "report": Limits(32, 60.0, 10.0),
-          "admin": Limits(8, 60.0, 10.0)}
+          "admin": Limits(8, 60.0, 10.0), "grants": Limits(64, 330.0, 10.0)}
+SOCKETMAP_NAME = b"grant"  # the one map served on the grants socket
 SWEEP_BATCH = 100  # expired grants (and log lines) per loop iteration
 COMPACT_FACTOR = 2  # the journal stays under twice the live set (plus COMPACT_MIN_LINES)
 COMPACT_MIN_LINES = 1024
@@ -425,6 +437,7 @@ class Config(NamedTuple):
     sweep_interval: float
     bind_sender: bool
     senders_file: str
+    grants_listen: tuple[str, int] | str | None  # None: no grant lookups
     max_grants: int
 
 
@@ -477,10 +490,11 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
             raise ValueError(f"bind_sender must be yes or no, not {raw['bind_sender']!r}")
         if bind == "yes" and not raw["senders_file"]:
             raise ValueError("bind_sender = yes needs a senders_file")
+        grants_listen = parse_listen(raw["grants_listen"]) if raw["grants_listen"].strip() else None
         return Config(raw["sockets"], parse_listen(raw["policy_listen"]), parse_listen(raw["report_listen"]),
                       parse_users(raw["report_users"]), raw["admin_socket"], raw["state_file"],
                       raw["token_file"], ttl, parse_networks(raw["never_authorize"]), protocols, sweep,
-                      bind == "yes", raw["senders_file"], max_grants)
+                      bind == "yes", raw["senders_file"], grants_listen, max_grants)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -918,11 +932,14 @@ class Daemon:
     async def start(self) -> None:
         restored = self.store.restore()
         loop = asyncio.get_running_loop()
-        factories = {"policy": PolicyProtocol, "report": ReportProtocol, "admin": AdminProtocol}
+        factories = {"policy": PolicyProtocol, "report": ReportProtocol, "admin": AdminProtocol,
+                     "grants": SocketmapProtocol}
         wanted = {"policy": self.cfg.policy_listen, "report": self.cfg.report_listen,
-                  "admin": self.cfg.admin_socket}
+                  "admin": self.cfg.admin_socket, "grants": self.cfg.grants_listen}
         try:
             for kind in LISTENERS:
+                if wanted[kind] is None:
+                    continue
                 sock = self._listener(kind, wanted[kind])
                 factory = (lambda f=factories[kind]: f(self))
                 if sock.family == socket.AF_UNIX:
@@ -1087,6 +1104,26 @@ class Daemon:
         self.permitted += 1
         self._log_once(ip, req, "relay-permitted", user=user)
         return OK
+
+    # -- grant lookups (socketmap), for rspamd: is this client a user's?
+    def grants_decide(self, req: bytes, now: float) -> bytes:
+        """The socketmap reply (without its netstring frame) for "NAME KEY"."""
+        name, _, key = req.partition(b" ")
+        if name != SOCKETMAP_NAME:
+            return b"PERM unknown map"
+        try:
+            ip = normalize_ip(key.decode("ascii"))
+        except UnicodeDecodeError:
+            ip = None
+        # Loopback is this host's own mail (WebMail, the list engine): never
+        # a POP user's, even if an IMAP login from WebMail granted it.
+        if ip is None or ipaddress.ip_address(ip).is_loopback:
+            return b"NOTFOUND "
+        g = self.store.grants.get(ip)
+        users = sorted(self.store.users(ip, g, now)) if g is not None else []
+        if not users:
+            return b"NOTFOUND "
+        return b"OK " + ",".join(users).encode()
 
     def _log_once(self, ip: str, req: bytes, name: str, **fields: object) -> None:
         """One line per smtpd session (instance) and outcome, not per recipient."""
@@ -1357,6 +1394,49 @@ class PolicyProtocol(_Base):
             self.transport.close()
 
 
+class SocketmapProtocol(_Base):
+    """Sendmail's socketmap, as Postfix speaks it: one netstring request
+    ``LEN:NAME KEY,`` and one netstring reply, many per connection.  A
+    malformed or oversized request closes the connection (Postfix then
+    treats the lookup as failed: the mail is scored as inbound)."""
+
+    kind = "grants"
+
+    def process(self) -> None:
+        buf, pos, out = self.buf, 0, []
+        room, decide, now = self.room(), self.d.grants_decide, self.d.clock()
+        self.starved = False
+        while pos < len(buf):
+            colon = buf.find(b":", pos, pos + 6)
+            if colon < 0:
+                if len(buf) - pos >= 6 or not buf[pos:].isdigit():
+                    return self._bad()
+                break  # the length is still arriving
+            digits = buf[pos:colon]
+            if not digits.isdigit() or int(digits) > MAX_SOCKETMAP_REQUEST:
+                return self._bad()
+            end = colon + 1 + int(digits)
+            if len(buf) <= end:
+                break  # the request is still arriving
+            if buf[end:end + 1] != b",":
+                return self._bad()
+            if room <= 0:
+                self.starved = True
+                break
+            reply = decide(buf[colon + 1:end], now)
+            out.append(b"%d:%s," % (len(reply), reply))
+            room -= len(out[-1])
+            pos = end + 1
+        if out:
+            self.transport.write(b"".join(out))
+        self.buf = buf[pos:] if pos else buf
+
+    def _bad(self) -> None:
+        event_limited("socketmap-malformed", peer=self.peer())
+        self.buf = b""
+        self.transport.close()
+
+
 class HttpError(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -1548,7 +1628,8 @@ def build_parser() -> argparse.ArgumentParser:
     metavars = {"sockets": "bind|systemd", "policy_listen": "HOST:PORT|unix:PATH",
                 "report_listen": "HOST:PORT", "report_users": "USERS", "state_file": "FILE",
                 "token_file": "FILE", "ttl": "SECONDS", "never_authorize": "CIDRS", "protocols": "LIST",
-                "sweep_interval": "SECONDS", "bind_sender": "yes|no", "senders_file": "FILE", "max_grants": "N"}
+                "sweep_interval": "SECONDS", "bind_sender": "yes|no", "senders_file": "FILE",
+                "grants_listen": "HOST:PORT|unix:PATH", "max_grants": "N"}
     for key, metavar in metavars.items():
         shown = f"default {DEFAULTS[key]!r}" if key in DEFAULTS else f"instead of the config file's {key}"
         serve.add_argument("--" + key.replace("_", "-"), dest=key, metavar=metavar, help=shown)
