@@ -86,7 +86,8 @@ EXAMPLES = r"""
 RETURN = r"""
 _value:
   description:
-    - "A dict with C(hostname) (str), C(domains) (list, given order, lower-cased), C(primary_domain) (str) and
+    - "A dict with C(hostname) (str), C(domains) (list, given order, lower-cased), C(primary_domain) (str),
+      C(mail_names) (the domains and the host name, sorted: the names only this host sends as) and
       C(users), a list sorted by name of dicts with C(name), C(full_name) (str, may be empty), C(password_hash)
       (str or V(null)), C(password) (str or V(null)), C(aliases) (sorted, lower-cased) and C(send_as) (sorted, lower-cased);
       C(sender_logins), who owns which envelope sender (sorted [address, logins] pairs: each user's name and aliases
@@ -241,7 +242,7 @@ def _check_domains(errors, domains):
 def qubemail_base(hostname, domains, users, collect=False):
     """Validate qubemail_hostname, qubemail_domains and qubemail_users.
 
-    Returns ``{"hostname", "domains", "primary_domain", "users",
+    Returns ``{"hostname", "domains", "primary_domain", "mail_names", "users",
     "sender_logins"}`` with names
     lower-cased, users sorted by name and each user's aliases sorted.
     """
@@ -277,6 +278,7 @@ def qubemail_base(hostname, domains, users, collect=False):
         "hostname": hostname,
         "domains": domain_list,
         "primary_domain": domain_list[0],
+        "mail_names": sorted(set(domain_list) | {hostname}),
         "users": sorted((entry for _, _, entry, _ in records), key=lambda e: e["name"]),
     }
     base["sender_logins"] = _sender_logins(base)

@@ -348,7 +348,7 @@ def qubemail_mta(settings, base, collect=False):
         "submission_services": _submission_services(port_587, port_465, milters),
         "milters": milters,
         "dovecot_delivery": dovecot_delivery,
-        "sender_domains": sorted(set(base["domains"]) | {base["hostname"]}),
+        "sender_domains": base["mail_names"],
     }, collect)
 
 def _endpoints(errors, field, value, pattern, expected):

@@ -104,7 +104,7 @@ def qubemail_rspamd(settings, base, collect=False):
         "enabled": enabled, "reject_score": reject, "junk_score": junk, "greylisting": greylisting,
         "test_patterns": test_patterns, "dkim_selector": selector, "local_addrs": local_addrs,
         "dkim_dir": DKIM_KEY_DIR, "grant_lookup": grant_lookup, "refuse_forged_from": refuse_forged_from,
-        "own_domains": sorted(set(base["domains"]) | {base["hostname"]}),
+        "own_domains": base["mail_names"],
         "domains": [{"name": domain, "key": "%s/%s.%s.key" % (DKIM_KEY_DIR, domain, selector),
                      "record": "%s/%s.%s.txt" % (DKIM_KEY_DIR, domain, selector)} for domain in base["domains"]],
     }, collect)

@@ -172,6 +172,7 @@ def test_base_normalises_exactly():
         "hostname": "mail.example.com",
         "domains": ["example.com", "example.org"],
         "primary_domain": "example.com",
+        "mail_names": ["example.com", "example.org", "mail.example.com"],
         "users": [
             {"name": "alice", "full_name": "Alice Liddell", "password_hash": SHA512,
              "password": None, "aliases": ["a+b", "alice.l"], "send_as": []},
