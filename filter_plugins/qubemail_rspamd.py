@@ -10,6 +10,7 @@ from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     Errors,
     check_bool,
     check_int,
+    check_network,
     check_networks,
     is_blank,
     settings_of,
@@ -47,7 +48,9 @@ RETURN = r"""
 _value:
   description:
     - "A dict with C(enabled), C(greylisting), C(test_patterns) (bools), C(reject_score), C(junk_score) (ints),
-      C(grant_lookup) (the POP-before-SMTP daemon's socket, or empty), C(refuse_forged_from) (bool),
+      C(grant_lookup) (the POP-before-SMTP daemon's socket, or empty), C(refuse_forged_from),
+      C(list_from_rewrite) (bools), C(dns_servers) (rspamd's resolvers as C(ADDRESS:53), or none: resolv.conf),
+      C(list_names) (the file of the lists' names, or empty),
       C(own_domains) (the domains and the host name, sorted: a From: in them from outside must be signed by us),
       C(dkim_selector), C(local_addrs) (loopback and the relay-allowed networks), C(dkim_dir) (the keys'
       directory) and C(domains) (the domains signed for, each with C(name), C(key), the private key's path, and
@@ -59,16 +62,50 @@ _value:
 #: The variables qubemail_rspamd reads (defaults: roles/rspamd/meta/argument_specs.yml, and roles/mta's).
 RSPAMD_SETTINGS = (
     "rspamd_enabled", "rspamd_reject_score", "rspamd_junk_score", "rspamd_greylisting", "rspamd_dkim_selector",
-    "rspamd_test_patterns", "rspamd_grant_lookup", "rspamd_refuse_forged_from", "mta_relay_allowed_networks",
+    "rspamd_test_patterns", "rspamd_grant_lookup", "rspamd_refuse_forged_from", "rspamd_list_from_rewrite",
+    "rspamd_dns_servers", "rspamd_list_names", "mta_relay_allowed_networks",
 )
 #: Programs on this host: the list engine's copies, WebMail, cron's mail.
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 #: Where the role keeps the DKIM keys (root:_rspamd 0750; keys 0640).
 DKIM_KEY_DIR = "/var/lib/qubemail/dkim"
-#: A unix socket's absolute path (rspamd_grant_lookup).
-SOCKET_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]{1,200}$")
+#: The absolute path of a socket or file (rspamd_grant_lookup, rspamd_list_names).
+PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]{1,200}$")
 #: A score no message reaches.
 MAX_SCORE = 1000
+#: rspamd's resolver takes at most this many servers (rspamd_dns_servers).
+MAX_DNS_SERVERS = 8
+
+
+def _path(errors, field, value, what):
+    """An absolute path (PATH_RE) or ''."""
+    if not isinstance(value, str) or (value and not PATH_RE.match(value)):
+        errors.add(field, value, "expected the absolute path of %s, or ''" % what)
+    return value
+
+
+def _dns_servers(errors, value):
+    """rspamd_dns_servers: single addresses, as rspamd's dns.nameserver spells them (port 53)."""
+    servers = []
+    items = value if isinstance(value, list) else None
+    if items is None or len(items) > MAX_DNS_SERVERS:
+        errors.add("rspamd_dns_servers", value,
+                   "expected a list of at most %d IP addresses, e.g. ['192.0.2.53'], or [] for /etc/resolv.conf"
+                   % MAX_DNS_SERVERS)
+        return servers
+    for index, item in enumerate(items):
+        field = "rspamd_dns_servers[%d]" % index
+        network = check_network(errors, field, item)
+        if network is None:
+            continue
+        if network.num_addresses != 1:
+            errors.add(field, item, "expected one address, not a network")
+            continue
+        address = network.network_address
+        server = ("[%s]:53" if address.version == 6 else "%s:53") % address
+        if server not in servers:
+            servers.append(server)
+    return servers
 
 
 def qubemail_rspamd(settings, base, collect=False):
@@ -84,10 +121,12 @@ def qubemail_rspamd(settings, base, collect=False):
     greylisting = check_bool(errors, "rspamd_greylisting", s["rspamd_greylisting"])
     test_patterns = check_bool(errors, "rspamd_test_patterns", s["rspamd_test_patterns"])
     refuse_forged_from = check_bool(errors, "rspamd_refuse_forged_from", s["rspamd_refuse_forged_from"])
-    grant_lookup = s["rspamd_grant_lookup"]
-    if not isinstance(grant_lookup, str) or (grant_lookup and not SOCKET_PATH_RE.match(grant_lookup)):
-        errors.add("rspamd_grant_lookup", grant_lookup,
-                   "expected the absolute path of a unix socket, e.g. /run/pop-before-smtp/grants.sock, or ''")
+    list_from_rewrite = check_bool(errors, "rspamd_list_from_rewrite", s["rspamd_list_from_rewrite"])
+    dns_servers = _dns_servers(errors, s["rspamd_dns_servers"])
+    grant_lookup = _path(errors, "rspamd_grant_lookup", s["rspamd_grant_lookup"],
+                         "a unix socket, e.g. /run/pop-before-smtp/grants.sock")
+    list_names = _path(errors, "rspamd_list_names", s["rspamd_list_names"],
+                       "a file, e.g. /var/lib/qubemail/lists-aliases/names")
     selector = s["rspamd_dkim_selector"]
     if is_blank(selector) or not isinstance(selector, str) or not DNS_LABEL_RE.match(selector):
         errors.add("rspamd_dkim_selector", selector,
@@ -104,7 +143,8 @@ def qubemail_rspamd(settings, base, collect=False):
         "enabled": enabled, "reject_score": reject, "junk_score": junk, "greylisting": greylisting,
         "test_patterns": test_patterns, "dkim_selector": selector, "local_addrs": local_addrs,
         "dkim_dir": DKIM_KEY_DIR, "grant_lookup": grant_lookup, "refuse_forged_from": refuse_forged_from,
-        "own_domains": base["mail_names"],
+        "own_domains": base["mail_names"], "list_from_rewrite": list_from_rewrite, "dns_servers": dns_servers,
+        "list_names": list_names,
         "domains": [{"name": domain, "key": "%s/%s.%s.key" % (DKIM_KEY_DIR, domain, selector),
                      "record": "%s/%s.%s.txt" % (DKIM_KEY_DIR, domain, selector)} for domain in base["domains"]],
     }, collect)

@@ -25,6 +25,20 @@ def test_the_defaults_refuse_at_15_file_junk_at_6_and_do_not_greylist():
     assert config["grant_lookup"] == ""
     assert config["refuse_forged_from"] is True
     assert config["own_domains"] == ["example.com", "example.org", "mail.example.com"]
+    assert config["list_from_rewrite"] is True
+    assert config["dns_servers"] == []
+    assert config["list_names"] == ""
+
+
+def test_the_list_names_are_a_file():
+    config = rspamd.qubemail_rspamd(settings(rspamd_list_names="/var/lib/qubemail/lists-aliases/names"), base_ok())
+    assert config["list_names"] == "/var/lib/qubemail/lists-aliases/names"
+
+
+def test_the_dns_servers_are_addresses_on_port_53():
+    config = rspamd.qubemail_rspamd(settings(rspamd_dns_servers=["192.0.2.53", "2001:db8::53", "192.0.2.53"]),
+                                    base_ok())
+    assert config["dns_servers"] == ["192.0.2.53:53", "[2001:db8::53]:53"]
 
 
 def test_the_grant_lookup_is_a_socket_path():
@@ -68,6 +82,19 @@ def test_the_relay_allowed_networks_are_the_offices_own():
     ({"rspamd_grant_lookup": '/run/x"; os.exit()'}, "rspamd_grant_lookup = '/run/x\"; os.exit()': expected the "
                                                   "absolute path of a unix socket, e.g. "
                                                   "/run/pop-before-smtp/grants.sock, or ''"),
+    ({"rspamd_list_names": "names"}, "rspamd_list_names = 'names': expected the absolute path of a file, e.g. "
+                                     "/var/lib/qubemail/lists-aliases/names, or ''"),
+    ({"rspamd_list_from_rewrite": "if strict"}, "rspamd_list_from_rewrite = 'if strict': expected a boolean "
+                                                "(true or false)"),
+    ({"rspamd_dns_servers": "192.0.2.53"}, "rspamd_dns_servers = '192.0.2.53': expected a list of at most 8 IP "
+                                           "addresses, e.g. ['192.0.2.53'], or [] for /etc/resolv.conf"),
+    ({"rspamd_dns_servers": ["192.0.2.%d" % i for i in range(9)]},
+     "rspamd_dns_servers = <list of 9 items>: expected a list of at most 8 IP addresses, e.g. ['192.0.2.53'], or [] for "
+     "/etc/resolv.conf"),
+    ({"rspamd_dns_servers": ["192.0.2.0/24"]}, "rspamd_dns_servers[0] = '192.0.2.0/24': expected one address, "
+                                               "not a network"),
+    ({"rspamd_dns_servers": ["dns.example"]}, "rspamd_dns_servers[0] = 'dns.example': expected an IPv4/IPv6 address "
+                                              "or CIDR network such as '192.0.2.0/24' or '2001:db8::/32'"),
 ])
 def test_bad_input_names_the_field(changes, line):
     assert error_lines(rspamd.qubemail_rspamd, settings(**changes), base_ok()) == [line]

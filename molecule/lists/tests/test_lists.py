@@ -114,7 +114,7 @@ with smtplib.SMTP("127.0.0.1", int(port)) as smtp:
 
 
 def test_every_group_and_list_has_a_list(appliance):
-    for name in ["sales", "staff", "friends", "open", "modlist", "small", "loopa", "loopb"]:
+    for name in ["sales", "staff", "friends", "partners", "open", "modlist", "small", "loopa", "loopb"]:
         assert appliance.file(f"/var/spool/mlmmj/{name}/control/listaddress").content_string.strip() == f"{name}@{DOMAIN}"
     assert subscribers(appliance, "sales") >= {f"alice@{DOMAIN}", f"bob@{DOMAIN}"}
 
@@ -167,7 +167,7 @@ def test_list_post_reaches_external_members(probe, sink):
 
 # Each copy as the external member got it, checked by python3-dkim with the
 # list domain's record (as DNS would serve it) on the external host: its
-# DKIM signature and its ARC chain.
+# DKIM signature and its ARC chain, and the From: and Reply-To: it shows.
 SINK_DKIM = r"""
 import dkim, email, json, pathlib, re, sys
 subject, record = sys.argv[1], sys.argv[2].encode()
@@ -179,34 +179,79 @@ for path in sorted(pathlib.Path('/var/spool/sink/new').glob('*')):
         continue
     signature = re.sub(r'\s+', '', str(message['DKIM-Signature'] or ''))
     tags = dict(t.split('=', 1) for t in signature.split(';') if '=' in t)
+    arc = dkim.arc_verify(raw, dnsfunc=lambda name, timeout=5: record)[0]
     out.append({'rcpt': message['X-RcptTo'], 'd': tags.get('d'), 'h': tags.get('h', '').lower().split(':'),
                 'verified': dkim.verify(raw, dnsfunc=lambda name, timeout=5: record),
-                'arc': dkim.arc_verify(raw, dnsfunc=lambda name, timeout=5: record)[0].decode(),
-                'seals': len(message.get_all('ARC-Seal') or [])})
+                'arc': arc.decode() if arc else None, 'seals': len(message.get_all('ARC-Seal') or []),
+                'aar': ' '.join(str(message['ARC-Authentication-Results'] or '').split()),
+                'from': str(message['From']), 'reply_to': str(message['Reply-To'] or '')})
 print(json.dumps(out))
 """
 
 
-def test_each_list_copy_is_signed_and_sealed_by_the_lists_domain(probe, appliance, external):
-    subject = unique_subject("signed friends news")
-    post(probe, "alice", "friends", subject)
+def signed_copies(appliance, external, subject, rcpts):
+    """The external members' copies of `subject` once all of `rcpts` have one
+    (SINK_DKIM's view of each), else fails."""
     text = appliance.check_output(f"cat /var/lib/qubemail/dkim/{DOMAIN}.mail.txt")
     record = "".join(re.findall(r'"([^"]*)"', text))
 
     def copies():
         found = json.loads(external.check_output(f"python3 -c {shlex.quote(SINK_DKIM)} "
                                                  f"{shlex.quote(subject)} {shlex.quote(record)}"))
-        return found if len(found) >= 2 else None
+        return found if len(found) >= len(rcpts) else None
     found = wait_for(copies, timeout=40)
-    assert found and sorted(copy["rcpt"] for copy in found) == ["ext1@external.test", "ext2@external.test"]
+    assert found and sorted(copy["rcpt"] for copy in found) == sorted(rcpts), found
     for copy in found:
         assert copy["verified"] is True and copy["d"] == DOMAIN, copy
+    return found
+
+
+def test_each_list_copy_is_signed_and_sealed_by_the_lists_domain(probe, appliance, external):
+    subject = unique_subject("signed friends news")
+    post(probe, "alice", "friends", subject)
+    for copy in signed_copies(appliance, external, subject, ["ext1@external.test", "ext2@external.test"]):
         # The list's own headers are signed: a changed List-Id or
         # List-Unsubscribe breaks the signature (RFC 8058 section 4).
         assert {"from", "subject", "list-id", "list-unsubscribe", "list-post"} <= set(copy["h"]), copy
         # The list's seal over the post's own verdicts (the seal the post
         # got as it came in, then the list's): a chain that verifies.
         assert copy["arc"] == "pass" and copy["seals"] >= 1, copy
+        assert copy["from"] == f"<alice@{DOMAIN}>", copy  # our own domain: aligned, never rewritten
+
+
+def post_from_outside(probe, author, list_name, subject):
+    """A post to `list_name` by `author` (an address of an external domain
+    whose SPF lets the client send), as the author's own provider would hand it over."""
+    reply = probe.send(f"{list_name}@{DOMAIN}", "--header", f"From: Ann Poster <{author}>",
+                       mail_from=author, subject=subject)
+    assert rcpt_codes(reply) == [250] and reply["data"][0] == 250, reply
+
+
+def test_a_strict_dmarc_posters_from_is_the_lists_in_its_copies(probe, appliance, external):
+    # reject.example publishes p=reject: a copy with its From: but the list's
+    # signature would be refused by the members' providers.
+    subject = unique_subject("strict poster")
+    post_from_outside(probe, "ann@reject.example", "partners", subject)
+    (copy,) = signed_copies(appliance, external, subject, ["ext3@external.test"])
+    assert copy["from"] == f'"Ann Poster via partners" <partners@{DOMAIN}>', copy
+    assert copy["reply_to"] == "<ann@reject.example>", copy
+    assert "from" in copy["h"], copy  # the new From: is the signed one
+    # One seal, the list's (a post to a list is not sealed as it arrives: the
+    # list's changes would break that seal), over the verdicts the post
+    # arrived with: its SPF and DMARC pass for reject.example.
+    assert copy["arc"] == "pass" and copy["seals"] == 1, copy
+    assert "spf=pass" in copy["aar"] and "dmarc=pass (policy=reject) header.from=reject.example" in copy["aar"], copy
+    member = arrived(probe, "bob", subject)  # local members get the same copy
+    assert member and f"partners@{DOMAIN}" in member["from"], member
+
+
+def test_a_relaxed_dmarc_posters_from_is_left_alone(probe, appliance, external):
+    subject = unique_subject("relaxed poster")
+    post_from_outside(probe, "ann@none.example", "partners", subject)
+    (copy,) = signed_copies(appliance, external, subject, ["ext3@external.test"])
+    assert copy["from"] == "Ann Poster <ann@none.example>" and copy["reply_to"] == "", copy
+    assert copy["arc"] == "pass" and copy["seals"] == 1, copy
+    assert "dmarc=pass (policy=none) header.from=none.example" in copy["aar"], copy
 
 
 def test_strangers_post_is_held_and_never_reflected_to_the_forged_sender(probe, appliance, sink):
@@ -431,12 +476,12 @@ def test_local_accounts_cannot_file_mail_into_an_archive(probe, appliance):
 
 def test_the_list_spool_and_the_archives_are_private(appliance):
     # Posts, held posts, queues and member addresses: nothing another local
-    # account may read, list or write (only the list names in aliases, and
-    # the DNS records to publish, which are public).
+    # account may read, list or write (only the list names in aliases and
+    # names, and the DNS records to publish, which are public).
     readable = as_nobody(appliance, "find /var/spool/mlmmj /var/lib/qubemail -readable")
     public = {"/var/spool/mlmmj", "/var/lib/qubemail", "/var/lib/qubemail/lists-aliases",
               "/var/lib/qubemail/lists-aliases/aliases", "/var/lib/qubemail/lists-aliases/aliases.db",
-              "/var/lib/qubemail/dns", f"/var/lib/qubemail/dns/{DOMAIN}.zone"}
+              "/var/lib/qubemail/lists-aliases/names", "/var/lib/qubemail/dns", f"/var/lib/qubemail/dns/{DOMAIN}.zone"}
     assert set(readable.stdout.split()) <= public, readable.stdout
     for path in ["/var/spool/mlmmj/sales/archive/1", "/var/spool/mlmmj/sales/subscribers.d/x",
                  "/var/lib/qubemail/lists/.sales/new/x"]:
