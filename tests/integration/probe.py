@@ -98,11 +98,11 @@ def subjects(messages):
     return [m["subject"] for m in messages]
 
 
-def run_site(container, extra_vars, group_vars=None, args=()):
-    """Run playbooks/site.yml on `container` (docker connection) with
-    `extra_vars` and ansible-playbook's `args`; `group_vars` is a scenario's
-    group_vars directory, used as the inventory's. Returns (CompletedProcess
-    with text output, seconds)."""
+def run_site(container, extra_vars, group_vars=None, args=(), playbook="site.yml", env=None):
+    """Run playbooks/`playbook` (site.yml) on `container` (docker connection)
+    with `extra_vars` and ansible-playbook's `args`; `group_vars` is a
+    scenario's group_vars directory, used as the inventory's; `env` adds to
+    the environment. Returns (CompletedProcess with text output, seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         (tmp / "hosts.yml").write_text(f"qubemail:\n  hosts:\n    {container}:\n"
@@ -111,9 +111,9 @@ def run_site(container, extra_vars, group_vars=None, args=()):
             (tmp / "group_vars").symlink_to(group_vars)
         (tmp / "extra.json").write_text(json.dumps(extra_vars))
         start = time.monotonic()
-        run = subprocess.run(["ansible-playbook", "-i", str(tmp / "hosts.yml"), str(PROJECT / "playbooks/site.yml"),
+        run = subprocess.run(["ansible-playbook", "-i", str(tmp / "hosts.yml"), str(PROJECT / "playbooks" / playbook),
                               "-e", f"@{tmp / 'extra.json'}", *args],
-                             capture_output=True, text=True, cwd=PROJECT, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+                             capture_output=True, text=True, cwd=PROJECT, env={**os.environ, "ANSIBLE_NOCOLOR": "1", **(env or {})})
         return run, time.monotonic() - start
 
 
