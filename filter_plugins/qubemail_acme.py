@@ -12,6 +12,7 @@ from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     check_bool,
     check_domain,
     check_list,
+    mta_sts_served,
     settings_of,
 )
 
@@ -24,14 +25,16 @@ extends_documentation_fragment:
   - qubemail.appliance.validation
 description:
   - Checks the C(acme_*) variables (roles/acme/meta/argument_specs.yml) and works out the names of the one
-    certificate (the host name, C(autoconfig.) and C(autodiscover.) of each domain, the extra names), how the
+    certificate (the host name, C(autoconfig.) and C(autodiscover.) of each domain, C(mta-sts.) of each domain
+    where WebMail serves the MTA-STS policy, the extra names), how the
     http-01 challenge is answered (C(webroot) through WebMail's Apache when it serves plain HTTP on port 80,
     else certbot's own C(standalone) server on port 80) and the certbot command that obtains it.
   - ACME and a certificate in the inventory (C(qubemail_tls_certificate)) exclude each other.
 options:
   _input:
     description: >-
-      Every variable of the acme role, and C(qubemail_tls_certificate), C(webmail_enabled), C(webmail_http_port),
+      Every variable of the acme role, and C(qubemail_tls_certificate), C(dns_mta_sts_mode), C(webmail_enabled),
+      C(webmail_http_port),
       C(webmail_https_port).
     type: dict
     required: true
@@ -58,10 +61,10 @@ _value:
 """
 
 #: The variables qubemail_acme reads (defaults: roles/acme/meta/argument_specs.yml, and
-#: roles/qubemail and roles/webmail for the last four).
+#: roles/qubemail, roles/webmail and roles/dns for the last five).
 ACME_SETTINGS = (
     "acme_enabled", "acme_directory_url", "acme_email", "acme_autoconfig_names", "acme_extra_names",
-    "qubemail_tls_certificate", "webmail_enabled", "webmail_http_port", "webmail_https_port",
+    "qubemail_tls_certificate", "webmail_enabled", "webmail_http_port", "webmail_https_port", "dns_mta_sts_mode",
 )
 #: An ACME directory: https only (RFC 8555 section 6.1), a host and an optional port and path.
 DIRECTORY_URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!$&'()*+,;=:@%/A-Za-z0-9._~-]*)?$")
@@ -80,6 +83,8 @@ def _names(errors, base, s):
     names = [hostname]
     if check_bool(errors, "acme_autoconfig_names", s["acme_autoconfig_names"]):
         names += ["%s.%s" % (prefix, domain) for domain in domains for prefix in ("autoconfig", "autodiscover")]
+    if mta_sts_served(s) is None:  # its policy is fetched from https://mta-sts.DOMAIN/
+        names += ["mta-sts.%s" % domain for domain in domains]
     extra = s["acme_extra_names"]
     for index, name in enumerate(check_list(errors, "acme_extra_names", extra)):
         name = check_domain(errors, "acme_extra_names[%d]" % index, name)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 
 from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
@@ -12,6 +13,8 @@ from ansible_collections.qubemail.appliance.plugins.plugin_utils.checks import (
     check_int,
     check_list,
     is_blank,
+    MTA_STS_MODES,
+    mta_sts_served,
     settings_of,
 )
 
@@ -48,13 +51,21 @@ _value:
     - "A dict with C(ttl) (int), C(addresses) (the given IPv4 and IPv6 addresses, normalised; empty: the host's
       own), C(hostname), C(host_zone) (the domain whose zone holds the host's name, or V('')) and C(domains): a
       list of dicts with C(name), C(dmarc) and C(tlsrpt) (the TXT values)."
+    - "C(mta_sts): C(mode), C(served) (bool), C(why) (why it is not), C(policy) (the policy file's text),
+      C(id) (a digest of it: it changes when the policy does), C(dir) (WebMail's document root for
+      C(mta-sts.DOMAIN)) and C(path) (the policy file)."
     - With O(collect), C({config, errors}) as P(qubemail_base#filter) documents.
   type: dict
 """
 
 #: The variables qubemail_dns reads (defaults: roles/dns/meta/argument_specs.yml).
-DNS_SETTINGS = ("dns_dmarc_policy", "dns_report_address", "dns_host_addresses", "dns_ttl")
+DNS_SETTINGS = ("dns_dmarc_policy", "dns_report_address", "dns_host_addresses", "dns_ttl", "dns_mta_sts_mode",
+                "webmail_enabled", "webmail_https_port")
 POLICIES = ("none", "quarantine", "reject")
+#: Where the MTA-STS policy is kept; WebMail serves this directory as https://mta-sts.DOMAIN/.
+MTA_STS_DIR = "/var/lib/qubemail/mta-sts"
+#: How long senders keep the policy (RFC 8461 section 3.2): a week.
+MTA_STS_MAX_AGE = 604800
 #: An IPv4 and an IPv6 address, or a few of each.
 MAX_ADDRESSES = 8
 
@@ -88,6 +99,7 @@ def qubemail_dns(settings, base, collect=False):
         errors, "dns_report_address", s["dns_report_address"])
     addresses = _addresses(errors, s["dns_host_addresses"])
     ttl = check_int(errors, "dns_ttl", s["dns_ttl"], 60, 86400, " (seconds)")
+    mode = check_choice(errors, "dns_mta_sts_mode", s["dns_mta_sts_mode"], MTA_STS_MODES)
     if errors.items:
         return errors.result(None, collect)
     domains = []
@@ -99,8 +111,13 @@ def qubemail_dns(settings, base, collect=False):
     # our domains it ends in), if it is one of ours.
     hostname = base["hostname"]
     zones = [d for d in base["domains"] if hostname.endswith("." + d)]
+    policy = "version: STSv1\nmode: %s\nmx: %s\nmax_age: %d\n" % (mode, hostname, MTA_STS_MAX_AGE)
+    why = mta_sts_served(s)
+    mta_sts = {"mode": mode, "served": why is None, "why": why or "", "policy": policy,
+               "id": hashlib.sha256(policy.encode()).hexdigest()[:16], "dir": MTA_STS_DIR,
+               "path": MTA_STS_DIR + "/.well-known/mta-sts.txt"}
     return errors.result({"ttl": ttl, "addresses": addresses, "hostname": hostname, "domains": domains,
-                          "host_zone": max(zones, key=len) if zones else ""}, collect)
+                          "host_zone": max(zones, key=len) if zones else "", "mta_sts": mta_sts}, collect)
 
 
 class FilterModule:

@@ -31,6 +31,14 @@ def test_the_defaults_ask_lets_encrypt_for_the_host_and_autoconfig_names():
     assert "--reuse-key" in argv and argv[argv.index("--deploy-hook") + 1] == acme.DEPLOY_HOOK
 
 
+def test_the_mta_sts_names_where_webmail_serves_the_policy():
+    config = acme.qubemail_acme(settings(webmail_enabled=True, webmail_https_port=443), base_ok())
+    assert {"mta-sts.example.com", "mta-sts.example.org"} <= set(config["names"])
+    off = acme.qubemail_acme(settings(webmail_enabled=True, webmail_https_port=443, dns_mta_sts_mode="none"),
+                             base_ok())
+    assert not [name for name in off["names"] if name.startswith("mta-sts.")]
+
+
 def test_webmail_on_port_80_answers_the_challenge_else_certbot_does():
     webroot = acme.qubemail_acme(settings(webmail_enabled=True), base_ok())
     assert webroot["authenticator"] == "webroot"

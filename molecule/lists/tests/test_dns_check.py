@@ -3,11 +3,12 @@ serves the zone snippet the play wrote for qube.test (as the admin would
 publish it); dns-check says each record is present, and names the one taken
 out of the zone as missing and the one changed as different."""
 
+import hashlib
 import re
 import shlex
 
 import pytest
-from conftest import DOMAIN, SCENARIO
+from conftest import APPLIANCE_IP, DOMAIN, SCENARIO
 from probe import run_site
 
 ZONE = f"/var/lib/qubemail/dns/{DOMAIN}.zone"
@@ -48,6 +49,8 @@ def test_every_published_record_is_present(published):
     assert ("present", "MX", f"{DOMAIN}.") in states, output[-3000:]
     assert ("present", "TXT", f"mail._domainkey.{DOMAIN}.") in states, output[-3000:]
     assert ("present", "TXT", f"_dmarc.{DOMAIN}.") in states, output[-3000:]
+    assert ("present", "TXT", f"_mta-sts.{DOMAIN}.") in states, output[-3000:]
+    assert ("present", "CNAME", f"mta-sts.{DOMAIN}.") in states, output[-3000:]
     assert all(state == "present" for state, _, _ in states), output[-3000:]
 
 
@@ -64,3 +67,18 @@ def test_a_record_taken_out_is_missing_and_a_changed_one_different(published, ex
         output[-3000:]
     assert re.search(rf"present +TXT +_dmarc\.{re.escape(DOMAIN)}\. ", output), output[-3000:]
     assert "2 of " in output and "records are not published" in output, output[-3000:]
+
+
+def test_the_mta_sts_policy_is_served_where_the_zone_says(appliance, client):
+    # Senders fetch https://mta-sts.DOMAIN/.well-known/mta-sts.txt when the
+    # TXT record's id is new to them: the id is the digest of what is served.
+    get = f"curl -sk --resolve mta-sts.{DOMAIN}:443:{APPLIANCE_IP} https://mta-sts.{DOMAIN}"
+    policy = client.check_output(f"{get}/.well-known/mta-sts.txt")
+    assert policy.splitlines() == ["version: STSv1", "mode: testing", "mx: mail.qube.test", "max_age: 604800"]
+    zone = appliance.check_output(f"cat {ZONE}")
+    digest = hashlib.sha256((policy + "\n").encode()).hexdigest()[:16]
+    assert f'_mta-sts IN TXT "v=STSv1; id={digest}"' in zone, zone
+    assert f"mta-sts IN CNAME mail.{DOMAIN}." in zone, zone
+    # That name serves nothing else: not WebMail, not the mail programs' settings.
+    assert client.run(f"{get}/ -o /dev/null -w '%{{http_code}}'").stdout in ("403", "404")
+    assert client.run(f"{get}/mail/config-v1.1.xml -o /dev/null -w '%{{http_code}}'").stdout == "404"

@@ -477,11 +477,12 @@ def test_local_accounts_cannot_file_mail_into_an_archive(probe, appliance):
 def test_the_list_spool_and_the_archives_are_private(appliance):
     # Posts, held posts, queues and member addresses: nothing another local
     # account may read, list or write (only the list names in aliases and
-    # names, and the DNS records to publish, which are public).
+    # names, the DNS records to publish and the MTA-STS policy, which are public).
     readable = as_nobody(appliance, "find /var/spool/mlmmj /var/lib/qubemail -readable")
     public = {"/var/spool/mlmmj", "/var/lib/qubemail", "/var/lib/qubemail/lists-aliases",
               "/var/lib/qubemail/lists-aliases/aliases", "/var/lib/qubemail/lists-aliases/aliases.db",
-              "/var/lib/qubemail/lists-aliases/names", "/var/lib/qubemail/dns", f"/var/lib/qubemail/dns/{DOMAIN}.zone"}
+              "/var/lib/qubemail/lists-aliases/names", "/var/lib/qubemail/dns", "/var/lib/qubemail/mta-sts",
+              "/var/lib/qubemail/mta-sts/.well-known", "/var/lib/qubemail/mta-sts/.well-known/mta-sts.txt", f"/var/lib/qubemail/dns/{DOMAIN}.zone"}
     assert set(readable.stdout.split()) <= public, readable.stdout
     for path in ["/var/spool/mlmmj/sales/archive/1", "/var/spool/mlmmj/sales/subscribers.d/x",
                  "/var/lib/qubemail/lists/.sales/new/x"]:

@@ -451,3 +451,21 @@ def check_extra_settings(errors, field, value, key_re, owned, where):
             continue
         result.append([key, text.strip()])
     return result
+
+
+#: MTA-STS modes (RFC 8461) as dns_mta_sts_mode spells them; "none" publishes nothing.
+MTA_STS_MODES = ("none", "testing", "enforce")
+
+
+def mta_sts_served(settings):
+    """Why MTA-STS is not published for *settings* (dns_mta_sts_mode, webmail_enabled,
+    webmail_https_port), or None when it is: its policy needs WebMail's HTTPS on
+    port 443 (https://mta-sts.DOMAIN/). The one rule the dns and acme filters share."""
+    mode = settings.get("dns_mta_sts_mode")
+    if mode not in MTA_STS_MODES[1:]:
+        return "dns_mta_sts_mode is none" if mode == "none" else "dns_mta_sts_mode is not valid"
+    if settings.get("webmail_enabled") not in (True, "true", "yes", "on"):
+        return "its policy is served by WebMail's Apache (webmail_enabled is false)"
+    if settings.get("webmail_https_port") not in (443, "443"):
+        return "its policy must be served on port 443 (webmail_https_port is %s)" % settings.get("webmail_https_port")
+    return None
