@@ -66,7 +66,7 @@ def _answers(resolver, name, rdtype):
         return {rdata.to_text() for rdata in resolver.resolve(name, rdtype, raise_on_no_answer=False)}
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return set()
-    except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.LifetimeTimeout):
+    except (dns.resolver.NoNameservers, dns.exception.Timeout):  # LifetimeTimeout is a Timeout
         return None
 
 
@@ -88,7 +88,7 @@ def check(zones, resolver):
             if rdtype not in CHECKED:
                 continue
             found = _answers(resolver, name, rdataset.rdtype)
-            normal = {_normal(rdtype, text) for text in found or ()}
+            normal = {_normal(rdtype, answer) for answer in found or ()}
             for rdata in rdataset:
                 value = rdata.to_text()
                 if found is None:  # no server answered: nothing is known to be published

@@ -464,8 +464,8 @@ def mta_sts_served(settings):
     mode = settings.get("dns_mta_sts_mode")
     if mode not in MTA_STS_MODES[1:]:
         return "dns_mta_sts_mode is none" if mode == "none" else "dns_mta_sts_mode is not valid"
-    if settings.get("webmail_enabled") not in (True, "true", "yes", "on"):
+    if not check_bool(Errors(), "webmail_enabled", settings.get("webmail_enabled")):
         return "its policy is served by WebMail's Apache (webmail_enabled is false)"
-    if settings.get("webmail_https_port") not in (443, "443"):
+    if str(settings.get("webmail_https_port")) != "443":
         return "its policy must be served on port 443 (webmail_https_port is %s)" % settings.get("webmail_https_port")
     return None
